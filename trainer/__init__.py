@@ -1,0 +1,1 @@
+"""Turns a labelled face dataset into a versioned emotion-classifier SavedModel."""

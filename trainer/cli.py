@@ -1,0 +1,173 @@
+"""``python -m trainer {eda,train,evaluate}``: argument parsing and error reporting only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from trainer.config import RECIPES, TrainConfig
+from trainer.errors import TrainerError
+
+F = TrainConfig.__dataclass_fields__
+
+
+def _opt(p: argparse.ArgumentParser, flag: str, field: str, help: str, **kw) -> None:
+    """An option that overrides a recipe field; None (unset) keeps the recipe's value."""
+    typ = kw.pop("type", type(F[field].default) if F[field].default is not None else str)
+    p.add_argument(flag, dest=field, default=None, type=typ, help=help, **kw)
+
+
+def _flag(p: argparse.ArgumentParser, name: str, field: str, help: str) -> None:
+    p.add_argument(f"--{name}", dest=field, default=None, action=argparse.BooleanOptionalAction,
+                   help=help)
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune MobileNetV2 and export a model version",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("data", nargs="?", help="dataset root: ROOT/<class>/* or ROOT/{train,test}/<class>/*")
+    p.add_argument("--recipe", default="finetune", choices=sorted(RECIPES),
+                   help="'notebook' reproduces the original recipe; 'finetune' is ours")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="folder for checkpoints and logs (default runs/<name>-<time>)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue an interrupted run from its last completed epoch")
+    p.add_argument("--models-dir", type=Path, default=Path("models"),
+                   help="where models/<name>/<version>/ is written")
+    p.add_argument("--version", type=int, help="version number (default: next free)")
+    p.add_argument("--logical-cpus", type=int, default=0,
+                   help="split the CPU into N logical devices (to try --distribute here)")
+    _opt(p, "--labels", "labels", "CSV label file (column 'file' relative to DATA)", type=str)
+    _opt(p, "--label-column", "label_column", "CSV column with the hard label")
+    _flag(p, "soft-labels", "soft_labels", "train on the CSV's vote distribution (FER+)")
+    _opt(p, "--min-votes", "min_votes", "drop vote counts below this (annotator noise)")
+    _opt(p, "--name", "name", "model name")
+    _opt(p, "--input-size", "input_size", "square input size in pixels")
+    _opt(p, "--alpha", "alpha", "MobileNetV2 width multiplier")
+    _opt(p, "--base-weights", "base_weights", "ImageNet .h5 path, 'imagenet' (download) or 'none'")
+    _opt(p, "--val-fraction", "val_fraction", "validation share when the data has no val split")
+    _opt(p, "--seed", "seed", "random seed (split, shuffling, augmentation, init)")
+    _flag(p, "drop-duplicates", "drop_duplicates", "drop exact duplicate images (no leaks)")
+    _flag(p, "drop-blank", "drop_blank", "drop blank or near-constant images")
+    _opt(p, "--batch-size", "batch_size", "batch size")
+    _opt(p, "--rotation", "rotation", "augmentation: max rotation in degrees (0 = off)")
+    _opt(p, "--shift", "shift", "augmentation: max width/height shift fraction")
+    _opt(p, "--shear", "shear", "augmentation: max shear fraction")
+    _opt(p, "--zoom", "zoom", "augmentation: max zoom fraction")
+    _flag(p, "flip", "flip", "augmentation: random horizontal flip")
+    _opt(p, "--class-weight", "class_weight", "class weights", choices=["balanced", "sqrt", "none"])
+    _opt(p, "--dropout", "dropout", "dropout before the classifier")
+    _opt(p, "--stage1-epochs", "stage1_epochs", "epochs with the base frozen")
+    _opt(p, "--stage1-lr", "stage1_lr", "stage 1 learning rate")
+    _opt(p, "--stage2-epochs", "stage2_epochs", "fine-tuning epochs")
+    _opt(p, "--stage2-lr", "stage2_lr", "stage 2 learning rate")
+    _opt(p, "--unfreeze", "unfreeze", "stage 2: last N base layers trainable, 0 = all")
+    _opt(p, "--bn", "bn_mode", "BatchNorm in stage 2", choices=["frozen", "train"])
+    _opt(p, "--lr-schedule", "lr_schedule", "learning-rate schedule",
+         choices=["constant", "cosine", "plateau"])
+    _opt(p, "--early-stopping", "early_stopping", "stage 2 patience on val loss, 0 = off")
+    _opt(p, "--label-smoothing", "label_smoothing", "label smoothing")
+    _opt(p, "--distribute", "distribute", "data parallel training", choices=["none", "mirrored"])
+    _opt(p, "--max-bad", "max_bad", "unreadable images tolerated before stopping")
+
+
+def _eval_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="metrics of an exported model on a dataset",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model_dir", type=Path, help="models/<name>/<version>")
+    p.add_argument("data", type=Path, help="dataset root in a supported layout")
+    p.add_argument("--labels", type=Path, help="CSV label file instead of folder names")
+    p.add_argument("--label-column", default="label", help="CSV column with the label")
+    p.add_argument("--split", choices=["train", "val", "test", "all"],
+                   help="only this split (folders train/val/test or the CSV usage column)")
+    p.add_argument("--exclude-duplicates-of", type=Path, metavar="DIR",
+                   help="leave out images whose pixels also appear under DIR")
+    p.add_argument("--drop-blank", action="store_true", help="leave out blank images")
+    p.add_argument("--tta", choices=["none", "flip"], default="none",
+                   help="test-time augmentation: average with the mirrored face")
+    p.add_argument("--out", type=Path, help="write JSON, Markdown and confusion figure here")
+    p.add_argument("--title", default="", help="report title (names the output files)")
+
+
+def _eda_parser(sub) -> None:
+    p = sub.add_parser("eda", help="exploratory data analysis report",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("data", type=Path, help="dataset root in a supported layout")
+    p.add_argument("--out", type=Path, required=True, help="report folder")
+    p.add_argument("--labels", type=Path, help="CSV label file instead of folder names")
+    p.add_argument("--label-column", default="label", help="CSV column with the label")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    _eda_parser(sub)
+    _train_parser(sub)
+    _eval_parser(sub)
+    return p
+
+
+def _split_cpu(n: int) -> None:
+    import tensorflow as tf
+
+    if n > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+
+
+def _train(args) -> None:
+    from trainer.config import make_config
+    from trainer.workflow import train_and_export
+
+    _split_cpu(args.logical_cpus)
+    if args.resume:
+        train_and_export(None, args.resume, args.models_dir, args.version)
+        return
+    if not args.data:
+        raise TrainerError("train needs DATA (or --resume RUN_DIR)")
+    names = set(F) - {"recipe", "data"}
+    overrides = {k: getattr(args, k) for k in names if hasattr(args, k)}
+    cfg = make_config(args.recipe, data=args.data, **overrides)
+    import time
+
+    run_dir = args.run_dir or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    train_and_export(cfg, run_dir, args.models_dir, args.version)
+
+
+def _evaluate(args) -> None:
+    from trainer.workflow import evaluate_command
+
+    res = evaluate_command(args.model_dir, args.data, labels=args.labels,
+                           label_column=args.label_column,
+                           split=None if args.split in (None, "all") else args.split,
+                           exclude_duplicates_of=args.exclude_duplicates_of,
+                           drop_blank=args.drop_blank, flip_tta=args.tta == "flip",
+                           out=args.out, title=args.title)
+    summary = {k: res[k] for k in ("model", "split", "images", "accuracy", "macro_f1", "dropped")}
+    summary["recall"] = {k: v["recall"] for k, v in res["per_class"].items()}
+    print(json.dumps(summary, indent=2))
+
+
+def _eda(args) -> None:
+    from trainer.eda import run_eda
+
+    path = run_eda(args.data, args.out, args.labels, args.label_column)
+    print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        {"train": _train, "evaluate": _evaluate, "eda": _eda}[args.command](args)
+    except TrainerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume RUN_DIR", file=sys.stderr)
+        return 130
+    return 0

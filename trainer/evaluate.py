@@ -1,0 +1,88 @@
+"""Evaluate an exported model exactly as the service runs it: the SavedModel signature."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from sklearn.metrics import classification_report, confusion_matrix, f1_score
+
+from trainer.errors import TrainerError
+
+SIGNATURE = "serving_default"
+
+
+@dataclass
+class Exported:
+    """A loaded SavedModel and its contract files."""
+
+    fn: object
+    metadata: dict
+    labels: list[str]
+
+    def predict(self, images: np.ndarray, batch: int = 256, flip_tta: bool = False) -> np.ndarray:
+        """Class probabilities for uint8 images; with ``flip_tta`` averaged with the mirror."""
+        out = []
+        for i in range(0, len(images), batch):
+            x = images[i : i + batch]
+            p = self._call(x)
+            if flip_tta:
+                p = (p + self._call(x[:, :, ::-1, :])) / 2.0
+            out.append(p)
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+
+    def _call(self, x: np.ndarray) -> np.ndarray:
+        res = self.fn(tf.constant(np.ascontiguousarray(x), tf.uint8))
+        return next(iter(res.values())).numpy()
+
+
+def load_exported(model_dir: Path) -> Exported:
+    meta_file = model_dir / "metadata.json"
+    if not meta_file.is_file():
+        raise TrainerError(f"{model_dir} is not an exported model (no metadata.json)")
+    metadata = json.loads(meta_file.read_text())
+    labels = json.loads((model_dir / "labels.json").read_text())
+    loaded = tf.saved_model.load(str(model_dir))
+    sig = loaded.signatures[metadata.get("signature", SIGNATURE)]
+    fn = _keep_alive(sig, loaded)
+    return Exported(fn, metadata, labels)
+
+
+def _keep_alive(sig, loaded):
+    # A signature only holds a weak reference to its variables: keep the module alive.
+    def call(x):
+        return sig(x)
+
+    call.module = loaded  # type: ignore[attr-defined]
+    return call
+
+
+def metrics(y_true: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict:
+    """Accuracy, macro F1, per-class precision/recall/F1 and the confusion matrix."""
+    y_pred = probs.argmax(axis=1)
+    idx = list(range(len(labels)))
+    rep = classification_report(y_true, y_pred, labels=idx, target_names=labels,
+                                output_dict=True, zero_division=0)
+    return {
+        "images": int(len(y_true)),
+        "accuracy": round(float((y_pred == y_true).mean()), 4) if len(y_true) else 0.0,
+        "macro_f1": round(float(f1_score(y_true, y_pred, labels=idx, average="macro",
+                                         zero_division=0)), 4),
+        "per_class": {k: {m: round(float(rep[k][m]), 4) if m != "support" else int(rep[k][m])
+                          for m in ("precision", "recall", "f1-score", "support")}
+                      for k in labels},
+        "confusion": confusion_matrix(y_true, y_pred, labels=idx).tolist(),
+    }
+
+
+def markdown_table(result: dict, labels: list[str]) -> str:
+    """Per-class precision / recall / F1 as a Markdown table."""
+    lines = ["| class | precision | recall | F1 | images |", "|---|---|---|---|---|"]
+    for k in labels:
+        c = result["per_class"][k]
+        lines.append(f"| {k} | {c['precision']:.3f} | {c['recall']:.3f} | "
+                     f"{c['f1-score']:.3f} | {c['support']} |")
+    return "\n".join(lines)

@@ -1,0 +1,71 @@
+"""Figures for reports: training curves and confusion matrices (matplotlib, no display)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless machines and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def training_curves(history: list[dict], path: Path) -> None:
+    """Accuracy and loss of both stages on one figure, the stage boundary marked."""
+    if not history:
+        return
+    x = np.arange(1, len(history) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key in zip(axes, ("accuracy", "loss"), strict=True):
+        ax.plot(x, [h.get(key, np.nan) for h in history], "o-", label=f"train {key}")
+        ax.plot(x, [h.get(f"val_{key}", np.nan) for h in history], "o-", label=f"val {key}")
+        n1 = sum(1 for h in history if h["stage"] == 1)
+        if 0 < n1 < len(history):
+            ax.axvline(n1 + 0.5, color="gray", ls="--", label="stage 1 | stage 2")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def confusion(matrix: list[list[int]], labels: list[str], path: Path, title: str) -> None:
+    """Counts and row-normalised confusion matrix side by side."""
+    m = np.asarray(matrix, dtype=float)
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    for ax, data, fmt, sub in ((axes[0], m, "{:.0f}", "counts"),
+                               (axes[1], norm, "{:.2f}", "row-normalised (recall)")):
+        ax.imshow(data, cmap="Blues")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{title}: {sub}")
+        top = data.max() or 1
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                ax.text(j, i, fmt.format(data[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if data[i, j] > top / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def bar_counts(counts: dict[str, dict[str, int]], path: Path) -> None:
+    """Images per class, one bar group per split."""
+    splits = list(counts)
+    classes = list(next(iter(counts.values())))
+    x = np.arange(len(classes))
+    width = 0.8 / max(1, len(splits))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for i, s in enumerate(splits):
+        ax.bar(x + i * width, [counts[s][c] for c in classes], width, label=s)
+    ax.set_xticks(x + width * (len(splits) - 1) / 2, classes)
+    ax.set_ylabel("images")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,72 @@
+"""The network: MobileNetV2 base, a small head, and the two training stages' freezing rules.
+
+Following the keras-io fine-tuning guide: preprocessing lives inside the model so the
+exported artifact takes raw uint8 pixels, the base is called in inference mode when its
+BatchNorm layers are meant to stay frozen, and augmentation is a separate block that only
+runs in the input pipeline (the exported model never sees it).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from trainer.config import TrainConfig
+from trainer.errors import TrainerError
+
+
+def augmentation(cfg: TrainConfig, seed: int) -> keras.Sequential | None:
+    """The random transforms of the recipe, or None when every one is off."""
+    steps = []
+    if cfg.flip:
+        steps.append(layers.RandomFlip("horizontal", seed=seed))
+    if cfg.rotation:
+        steps.append(layers.RandomRotation(cfg.rotation / 360.0, fill_mode="nearest", seed=seed))
+    if cfg.shift:
+        steps.append(layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="nearest", seed=seed))
+    if cfg.shear:
+        rng = (-cfg.shear, cfg.shear)
+        steps.append(layers.RandomShear(rng, rng, fill_mode="nearest", seed=seed))
+    if cfg.zoom:
+        steps.append(layers.RandomZoom(cfg.zoom, fill_mode="nearest", seed=seed))
+    return keras.Sequential(steps, name="augmentation") if steps else None
+
+
+def _base(cfg: TrainConfig) -> keras.Model:
+    weights = None if cfg.base_weights == "none" else cfg.base_weights
+    try:
+        return keras.applications.MobileNetV2(
+            input_shape=(cfg.input_size, cfg.input_size, 3), alpha=cfg.alpha,
+            include_top=False, weights=weights)
+    except (ValueError, OSError) as e:
+        raise TrainerError(f"cannot build MobileNetV2 with weights {cfg.base_weights!r}: {e}")
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> tuple[keras.Model, keras.Model]:
+    """The classifier (uint8 images in, class probabilities out) and its base network."""
+    size = cfg.input_size
+    inputs = keras.Input((size, size, 3), dtype="uint8", name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="mobilenet_v2_scale")(inputs)
+    base = _base(cfg)
+    # training=False pins BatchNorm to its ImageNet statistics even when the layers are
+    # later unfrozen; without it, BatchNorm follows the trainable flag (keras-io guide).
+    x = base(x, training=False) if cfg.bn_mode == "frozen" else base(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(cfg.dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
+    return keras.Model(inputs, outputs, name=f"{cfg.name}_mobilenet_v2"), base
+
+
+def set_stage(base: keras.Model, stage: int, cfg: TrainConfig) -> int:
+    """Freeze the base (stage 1) or unfreeze its top layers (stage 2); count trainable layers."""
+    if stage == 1:
+        base.trainable = False
+        return 0
+    base.trainable = True
+    cut = 0 if cfg.unfreeze == 0 else max(0, len(base.layers) - cfg.unfreeze)
+    for i, layer in enumerate(base.layers):
+        trainable = i >= cut
+        if isinstance(layer, layers.BatchNormalization) and cfg.bn_mode == "frozen":
+            trainable = False
+        layer.trainable = trainable
+    return sum(1 for layer in base.layers if layer.trainable and layer.weights)
