@@ -1,0 +1,75 @@
+"""Service settings: one frozen object read from ``FER_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service; ``FER_<FIELD>`` in the environment overrides a default."""
+
+    model_dir: Path = field(default=_ROOT / "models" / "emotion",
+                            metadata={"doc": "models/<name> folder with numbered versions, or one version folder"})
+    detector: str = field(default="auto", metadata={"doc": "yunet, blazeface or auto (yunet when its file is set)"})
+    yunet_model: str = field(default="", metadata={"doc": "path to face_detection_yunet_2023mar.onnx"})
+    detector_score: float = field(default=0.7, metadata={"doc": "minimum face detector score"})
+    detect_max_side: int = field(default=640, metadata={"doc": "images are downscaled to this long side for detection"})
+    max_upload_mb: float = field(default=10.0, metadata={"doc": "largest accepted request body, MB"})
+    max_pixels: int = field(default=40_000_000, metadata={"doc": "largest decoded image, pixels (bomb guard)"})
+    max_faces: int = field(default=20, metadata={"doc": "default and upper bound of faces classified per image"})
+    max_batch_images: int = field(default=16, metadata={"doc": "most images in one /predict/batch request"})
+    flip_tta: bool = field(default=True, metadata={"doc": "average each face with its mirror image"})
+    api_key: str = field(default="", metadata={"doc": "when set, /predict* need it in the X-API-Key header"})
+    workers: int = field(default=2, metadata={"doc": "gunicorn worker processes"})
+    threads: int = field(default=4, metadata={"doc": "threads per gunicorn worker"})
+    bind: str = field(default="0.0.0.0:8000", metadata={"doc": "gunicorn listen address"})
+    timeout: int = field(default=120, metadata={"doc": "gunicorn worker timeout, s (above load + warm-up)"})
+    log_level: str = field(default="INFO", metadata={"doc": "logging level"})
+    json_logs: bool = field(default=True, metadata={"doc": "one JSON object per log line"})
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> Settings:
+        """Defaults, then ``FER_*`` variables, then keyword overrides (for tests)."""
+        env = os.environ if env is None else env
+        values = {}
+        for f in fields(cls):
+            raw = env.get(f"FER_{f.name.upper()}")
+            if raw is None:
+                continue
+            try:
+                values[f.name] = _parse(f.type, raw)
+            except ValueError as e:
+                raise SettingsError(f"FER_{f.name.upper()}={raw!r}: {e}") from None
+        values.update(overrides)
+        return cls(**values)
+
+
+def _parse(typ, raw: str):
+    name = typ if isinstance(typ, str) else typ.__name__
+    if name == "bool":
+        return _bool(raw)
+    if name == "int":
+        return int(raw)
+    if name == "float":
+        return float(raw)
+    if name == "Path":
+        return Path(raw)
+    return raw

@@ -1,0 +1,96 @@
+"""One error hierarchy, one JSON error shape, all handlers registered in one place.
+
+Every error response is ``{"error": {"code", "message"[, "fields"]}, "request_id"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("service.errors")
+
+
+class APIError(Exception):
+    """An error the client should see; subclasses fix the HTTP status and code."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, fields: dict | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+        self.headers = headers or {}
+
+
+class BadImage(APIError):
+    status, code = 400, "bad_image"
+
+
+class BadRequest(APIError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(APIError):
+    status, code = 401, "unauthorized"
+
+
+class PayloadTooLarge(APIError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(APIError):
+    status, code = 415, "unsupported_media_type"
+
+
+class InvalidOptions(APIError):
+    status, code = 422, "invalid_options"
+
+
+class NotReady(APIError):
+    status, code = 503, "model_not_ready"
+
+    def __init__(self, message: str = "the model is not loaded yet", retry_after: int = 5):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+def error_body(code: str, message: str, fields: dict | None = None) -> dict:
+    err: dict = {"code": code, "message": message}
+    if fields:
+        err["fields"] = fields
+    return {"error": err, "request_id": g.get("request_id", "")}
+
+
+def _json(code: str, message: str, status: int, fields=None, headers=None):
+    resp = jsonify(error_body(code, message, fields))
+    resp.status_code = status
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def _http_code(e: HTTPException) -> str:
+    return (e.name or "error").lower().replace(" ", "_").replace("'", "")
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(APIError)
+    def api_error(e: APIError):
+        return _json(e.code, e.message, e.status, e.fields, e.headers)
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException):
+        # Start from Werkzeug's response so headers such as Allow (405) survive.
+        resp = e.get_response()
+        body = jsonify(error_body(_http_code(e), e.description or e.name))
+        resp.set_data(body.get_data())
+        resp.content_type = "application/json"
+        return resp
+
+    @app.errorhandler(Exception)
+    def unexpected(e: Exception):
+        log.exception("unhandled error")
+        return _json("internal_error", "internal server error", 500)

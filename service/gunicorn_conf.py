@@ -1,0 +1,35 @@
+"""gunicorn settings, from the same FER_* variables as the app.
+
+No ``preload_app``: TensorFlow initialised in the master hangs forked workers, so each
+worker imports service.wsgi and loads its own model. ``timeout`` must exceed model load
+plus warm-up. Prometheus multiprocess mode needs PROMETHEUS_MULTIPROC_DIR set before
+start and emptied (scripts/serve.sh does both); dead workers are marked in child_exit.
+"""
+
+import os
+
+from service.config import Settings
+
+_s = Settings.from_env()
+
+bind = _s.bind
+workers = _s.workers
+threads = _s.threads
+worker_class = "gthread"
+timeout = _s.timeout
+graceful_timeout = 30
+keepalive = 5
+wsgi_app = "service.wsgi:app"
+accesslog = None  # the app logs one JSON line per request itself
+errorlog = "-"
+loglevel = _s.log_level.lower()
+limit_request_line = 8190
+limit_request_field_size = 8190
+max_requests = 0
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+def child_exit(server, worker):
+    from service.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)

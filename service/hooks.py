@@ -1,0 +1,73 @@
+"""Per-request plumbing: request id, API key, metrics and one access-log line."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, g, request
+
+from service import metrics
+from service.errors import Unauthorized
+
+log = logging.getLogger("service.access")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+PROTECTED = ("/predict",)
+
+
+def register(app: Flask) -> None:
+    app.before_request(_start)
+    app.before_request(_check_api_key)
+    app.after_request(_finish)
+    app.teardown_request(_teardown)
+
+
+def _start() -> None:
+    rid = request.headers.get("X-Request-ID", "")
+    g.request_id = rid if REQUEST_ID.match(rid) else uuid.uuid4().hex
+    g.t0 = time.perf_counter()
+    g.in_flight = True
+    metrics.IN_FLIGHT.inc()
+
+
+def _check_api_key() -> None:
+    key = app_key()
+    if key and request.path.startswith(PROTECTED):
+        given = request.headers.get("X-API-Key", "")
+        if not hmac.compare_digest(given.encode(), key.encode()):
+            raise Unauthorized("missing or wrong X-API-Key header")
+
+
+def app_key() -> str:
+    from flask import current_app
+
+    return current_app.extensions["fer"].settings.api_key
+
+
+def _endpoint() -> str:
+    # The route pattern, not the raw path, so unknown URLs don't explode label counts.
+    return request.url_rule.rule if request.url_rule else "unmatched"
+
+
+def _finish(resp):
+    resp.headers["X-Request-ID"] = g.get("request_id", "")
+    seconds = time.perf_counter() - g.get("t0", time.perf_counter())
+    endpoint = _endpoint()
+    metrics.REQUESTS.labels(endpoint, request.method, str(resp.status_code)).inc()
+    metrics.LATENCY.labels(endpoint, request.method).observe(seconds)
+    if resp.status_code >= 400 and resp.is_json:
+        code = (resp.get_json(silent=True) or {}).get("error", {}).get("code", "error")
+        metrics.ERRORS.labels(code).inc()
+    if endpoint not in ("/metrics", "/health"):
+        log.info("request", extra={"request_id": g.get("request_id"), "method": request.method,
+                                   "path": request.path, "status": resp.status_code,
+                                   "ms": round(seconds * 1000, 2)})
+    return resp
+
+
+def _teardown(exc) -> None:
+    if g.pop("in_flight", False):
+        metrics.IN_FLIGHT.dec()

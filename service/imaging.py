@@ -1,0 +1,113 @@
+"""Decode uploaded bytes into pixels, safely: formats, size limits, EXIF, odd modes.
+
+This is the service's side of the preprocessing contract's first step: Pillow decodes,
+EXIF orientation is applied, the first frame of an animation is used, and the gray
+image the classifier sees is Pillow's "L" conversion (as in the trainer).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from service.errors import BadImage, PayloadTooLarge, UnsupportedMediaType
+
+FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"}
+# We enforce our own pixel limit before decoding; Pillow's check (which only warns
+# between 1x and 2x its limit) stays as a second line of defence.
+Image.MAX_IMAGE_PIXELS = 200_000_000
+
+
+class ImageTooLarge(PayloadTooLarge):
+    code = "image_too_large"
+
+
+@dataclass
+class Decoded:
+    """An upload as RGB (for the detector) and 8-bit gray (for the classifier)."""
+
+    rgb: np.ndarray  # [H, W, 3] uint8
+    gray: np.ndarray  # [H, W] uint8
+    format: str
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+
+def decode(data: bytes, max_pixels: int) -> Decoded:
+    """Decode an upload; raise BadImage, ImageTooLarge or UnsupportedMediaType."""
+    if not data:
+        raise BadImage("the image is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            _check_header(im, max_pixels)
+            im.seek(0)
+            im.load()
+    except (ImageTooLarge, UnsupportedMediaType):
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageTooLarge(f"the image has too many pixels: {e}") from None
+    except UnidentifiedImageError:
+        raise BadImage("the data is not an image in a supported format "
+                       f"({', '.join(sorted(FORMATS - {'MPO'}))})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError,
+            MemoryError, ZeroDivisionError) as e:
+        raise BadImage(f"the image could not be decoded: {_short(e)}") from None
+    fmt = im.format or ""
+    im = _orient(im)
+    rgb = _to_rgb(im)
+    gray = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.uint8)
+    return Decoded(rgb, gray, "JPEG" if fmt == "MPO" else fmt)
+
+
+def _short(e: Exception) -> str:
+    return (str(e) or type(e).__name__)[:200]
+
+
+def _check_header(im: Image.Image, max_pixels: int) -> None:
+    if im.format not in FORMATS:
+        raise UnsupportedMediaType(f"image format {im.format} is not supported")
+    w, h = im.size
+    if w < 1 or h < 1:
+        raise BadImage(f"the image has no pixels ({w}x{h})")
+    if w * h > max_pixels:
+        raise ImageTooLarge(f"the image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}")
+
+
+def _orient(im: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(im) or im
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not reject a good image
+        return im
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    """RGB uint8 from any mode: 16-bit and float scaled, alpha composited on white."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        a = np.asarray(im, dtype=np.int64)
+        peak = 65535 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255
+        g = (np.clip(a, 0, peak) * 255 // peak).astype(np.uint8)
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if im.mode == "F":
+        a = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        lo, hi = float(a.min(initial=0)), float(a.max(initial=1))
+        g = ((a - lo) / ((hi - lo) or 1) * 255).astype(np.uint8)
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, rgba)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)

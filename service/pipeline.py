@@ -1,0 +1,125 @@
+"""Detect, crop and classify every face of one image: the service's domain function."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from service import faces as facecrop
+from service.detection import Detector, Face
+from service.errors import NotReady
+from service.imaging import Decoded, decode
+from service.model import Classifier
+
+# An upload this small and nearly square with no detected face is most likely a face
+# crop already (like the training data): classify it whole rather than drop it.
+CROP_MAX_SIDE = 256
+CROP_ASPECT = (0.75, 1.33)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Per-request choices (validated by service.schemas)."""
+
+    max_faces: int = 20
+    min_face_size: int = 0
+    detect: bool = True
+    top_k: int = 3
+    annotate: bool = False
+
+
+def _looks_like_crop(img: Decoded) -> bool:
+    ratio = img.width / img.height
+    return max(img.width, img.height) <= CROP_MAX_SIDE and CROP_ASPECT[0] <= ratio <= CROP_ASPECT[1]
+
+
+class Analyzer:
+    """Runs the whole pipeline with a classifier and a detector; thread-safe."""
+
+    def __init__(self, model: Classifier, detector: Detector, max_pixels: int):
+        self.model, self.detector, self.max_pixels = model, detector, max_pixels
+
+    def analyze(self, data: bytes, opts: Options) -> dict:
+        if not self.model.ready:
+            raise NotReady(self.model.error or "the model is still loading")
+        t = {"decode": time.perf_counter()}
+        img = decode(data, self.max_pixels)
+        t["detect"] = time.perf_counter()
+        found, whole = self._find(img, opts)
+        t["crop"] = time.perf_counter()
+        rule_faces = found[: opts.max_faces]
+        batch = self._batch(img, rule_faces, whole)
+        t["classify"] = time.perf_counter()
+        probs = self.model.predict(batch)
+        t["end"] = time.perf_counter()
+        result = self._result(img, rule_faces, probs, opts, whole, len(found))
+        stages = list(t)
+        result["timings_ms"] = {s: round((t[n] - t[s]) * 1000, 2)
+                                for s, n in zip(stages, stages[1:], strict=False)}
+        result["timings_ms"]["total"] = round((t["end"] - t["decode"]) * 1000, 2)
+        return result
+
+    def _find(self, img: Decoded, opts: Options) -> tuple[list[Face], bool]:
+        whole = [Face(0, 0, img.width, img.height, 1.0)]
+        if not opts.detect:
+            return whole, True
+        found = [f for f in self.detector.detect(img.rgb)
+                 if min(f.width, f.height) >= opts.min_face_size]
+        if not found and _looks_like_crop(img):
+            return whole, True
+        return sorted(found, key=lambda f: f.area, reverse=True), False
+
+    def _batch(self, img: Decoded, found: list[Face], whole: bool) -> np.ndarray:
+        size = self.model.input_size
+        if whole:  # exactly the trainer's handling of a dataset image: resize it all
+            return facecrop.to_input(img.gray, size, self.model.metadata.get("preprocessing", {}))[None]
+        return facecrop.batch(img.gray, found, self.model.metadata, size)
+
+    def _result(self, img: Decoded, found: list[Face], probs: np.ndarray, opts: Options,
+                whole: bool, detected: int) -> dict:
+        labels = self.model.labels
+        entries = []
+        for f, p in zip(found, probs, strict=True):
+            order = np.argsort(-p)[: opts.top_k]
+            entries.append({
+                "box": {"x": f.x, "y": f.y, "width": f.width, "height": f.height},
+                "detector_score": None if whole else f.score,
+                "emotion": labels[int(order[0])],
+                "confidence": round(float(p[order[0]]), 4),
+                "top": [{"emotion": labels[int(i)], "probability": round(float(p[i]), 4)}
+                        for i in order],
+                "probabilities": {k: round(float(v), 4) for k, v in zip(labels, p, strict=True)},
+            })
+        out = {
+            "width": img.width, "height": img.height,
+            "model": {"name": self.model.name, "version": self.model.version},
+            "detector": "none" if whole else self.detector.name,
+            "whole_image": whole,
+            "faces_detected": 0 if whole else detected,
+            "faces": entries,
+        }
+        if opts.annotate:
+            out["annotated_image"] = annotate(img.rgb, entries)
+        return out
+
+
+def annotate(rgb: np.ndarray, entries: list[dict]) -> str:
+    """A JPEG of the image with each face's box and label, base64-encoded."""
+    canvas = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    thick = max(1, round(max(rgb.shape[:2]) / 400))
+    for e in entries:
+        b = e["box"]
+        p1, p2 = (b["x"], b["y"]), (b["x"] + b["width"], b["y"] + b["height"])
+        cv2.rectangle(canvas, p1, p2, (0, 200, 0), thick)
+        text = f"{e['emotion']} {e['confidence']:.2f}"
+        cv2.putText(canvas, text, (b["x"], max(12, b["y"] - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4 * thick, (0, 200, 0), thick)
+    buf = io.BytesIO()
+    Image.fromarray(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)).save(buf, "JPEG", quality=85)
+    return base64.b64encode(buf.getvalue()).decode("ascii")

@@ -1,0 +1,86 @@
+"""HTTP endpoints: parse and validate, call one domain function, serialize."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from service import metrics
+from service.errors import APIError, NotReady
+from service.schemas import parse_options
+from service.uploads import read_many, read_one
+
+bp = Blueprint("api", __name__)
+
+
+def _state():
+    return current_app.extensions["fer"]
+
+
+@bp.get("/health")
+def health():
+    return jsonify(status="ok")
+
+
+@bp.get("/ready")
+def ready():
+    model = _state().model
+    body = {"ready": bool(model.ready and model.warm), "model": model.name,
+            "version": model.version, "labels": model.labels, "warm": model.warm,
+            "detector": _state().detector.name}
+    if not body["ready"]:
+        body["error"] = model.error
+        resp = jsonify(body)
+        resp.status_code, resp.headers["Retry-After"] = 503, "5"
+        return resp
+    return jsonify(body)
+
+
+@bp.get("/metrics")
+def prometheus():
+    body, ctype = metrics.exposition()
+    return Response(body, content_type=ctype)
+
+
+@bp.get("/v1/models")
+def models():
+    model = _state().model
+    if not model.ready:
+        raise NotReady(model.error or "the model is still loading")
+    meta = model.metadata
+    return jsonify(name=model.name, version=model.version, labels=model.labels,
+                   input_size=model.input_size, metrics=_headline(meta.get("metrics", {})),
+                   preprocessing=meta.get("preprocessing", {}), face_crop=meta.get("face_crop", {}),
+                   created=meta.get("created"), detector=_state().detector.name,
+                   flip_tta=_state().settings.flip_tta)
+
+
+def _headline(m: dict) -> dict:
+    return {k: {f: v.get(f) for f in ("images", "accuracy", "macro_f1")} for k, v in m.items()}
+
+
+@bp.post("/predict")
+def predict():
+    data, raw = read_one(request)
+    opts = parse_options(raw, _state().settings.max_faces)
+    result = _state().analyzer.analyze(data, opts)
+    metrics.observe_result(result)
+    return jsonify(result)
+
+
+@bp.post("/predict/batch")
+def predict_batch():
+    files, raw = read_many(request, _state().settings.max_batch_images)
+    opts = parse_options(raw, _state().settings.max_faces)
+    if not _state().model.ready:
+        raise NotReady(_state().model.error or "the model is still loading")
+    results = []
+    for name, data in files:
+        try:
+            res = _state().analyzer.analyze(data, opts)
+            metrics.observe_result(res)
+            results.append({"filename": name, "ok": True, "result": res})
+        except APIError as e:  # one bad image does not fail the others
+            metrics.ERRORS.labels(e.code).inc()
+            results.append({"filename": name, "ok": False, "status": e.status,
+                            "error": {"code": e.code, "message": e.message}})
+    return jsonify(results=results)
