@@ -111,7 +111,7 @@ def folder_classes(root: Path) -> list[str]:
     return classes
 
 
-def scan_folders(root: Path) -> Dataset:
+def scan_folders(root: Path, require_all: bool = True) -> Dataset:
     """Read labels from class-folder names."""
     root = root.resolve()
     classes = folder_classes(root)
@@ -127,14 +127,16 @@ def scan_folders(root: Path) -> Dataset:
             idx = classes.index(d.name)
             samples += [Sample(p, split, idx) for p in images]
     ds = Dataset(root, classes, samples, skipped)
-    _check_classes_present(ds)
+    _check_classes_present(ds, require_all)
     return ds
 
 
-def _check_classes_present(ds: Dataset) -> None:
+def _check_classes_present(ds: Dataset, require_all: bool = True) -> None:
     first = "train" if "train" in ds.splits() else "all"
     if first not in ds.splits():
         raise DataError(f"no images found under {ds.root}")
+    if not require_all:  # evaluation sets may lack a class
+        return
     counts = ds.counts()[first]
     empty = [k for k, n in counts.items() if n == 0]
     if empty:
@@ -142,7 +144,8 @@ def _check_classes_present(ds: Dataset) -> None:
 
 
 def scan_csv(root: Path, csv_path: Path, label_column: str, soft: bool = False,
-             usage_column: str | None = "usage", min_votes: int = 2) -> Dataset:
+             usage_column: str | None = "usage", min_votes: int = 2,
+             require_all: bool = True) -> Dataset:
     """Read labels (and optionally vote-based soft labels and splits) from a CSV file.
 
     Args:
@@ -186,7 +189,7 @@ def scan_csv(root: Path, csv_path: Path, label_column: str, soft: bool = False,
         vec = soft_labels(row, vote_cols, classes, label, min_votes) if soft else None
         samples.append(Sample(path, split, label, vec))
     ds = Dataset(root, classes, samples, skipped)
-    _check_classes_present(ds)
+    _check_classes_present(ds, require_all)
     return ds
 
 
@@ -226,10 +229,14 @@ def _folder_split(root: Path, path: Path) -> str:
 
 
 def load_dataset(root: Path, labels: Path | None = None, label_column: str = "label",
-                 soft: bool = False, min_votes: int = 2) -> Dataset:
-    """Folder labels, or CSV labels when ``labels`` is given."""
+                 soft: bool = False, min_votes: int = 2, require_all: bool = True) -> Dataset:
+    """Folder labels, or CSV labels when ``labels`` is given.
+
+    ``require_all``: every class must have images in the training (or only) split.
+    """
     if labels is None:
         if soft:
             raise DataError("soft labels need a CSV label file (--labels) with vote columns")
-        return scan_folders(root)
-    return scan_csv(root, labels, label_column, soft=soft, min_votes=min_votes)
+        return scan_folders(root, require_all)
+    return scan_csv(root, labels, label_column, soft=soft, min_votes=min_votes,
+                    require_all=require_all)

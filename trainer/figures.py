@@ -69,3 +69,39 @@ def bar_counts(counts: dict[str, dict[str, int]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def sample_grid(samples: dict[str, list[Path]], classes: list[str], path: Path) -> None:
+    """A row of sample images per class."""
+    from PIL import Image
+
+    cols = max((len(v) for v in samples.values()), default=1) or 1
+    fig, axes = plt.subplots(len(classes), cols, figsize=(1.6 * cols, 1.6 * len(classes)),
+                             squeeze=False)
+    for r, c in enumerate(classes):
+        for k in range(cols):
+            ax = axes[r][k]
+            ax.axis("off")
+            if k < len(samples.get(c, [])):
+                try:
+                    with Image.open(samples[c][k]) as im:
+                        ax.imshow(np.asarray(im.convert("L")), cmap="gray", vmin=0, vmax=255)
+                except OSError:
+                    pass
+            if k == 0:
+                ax.set_title(c, loc="left", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def size_and_mode(sizes: dict[str, int], modes: dict[str, int], path: Path) -> None:
+    """Bar charts of image sizes (most common) and colour modes."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    for ax, data, title in ((axes[0], sizes, "image size (w x h)"), (axes[1], modes, "colour mode")):
+        ax.bar(list(data), list(data.values()))
+        ax.set_title(title)
+        ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -119,14 +119,18 @@ def fit(cfg: TrainConfig, run_dir: Path, prep: Prepared) -> keras.Model:
     aug = augmentation(cfg, cfg.seed)
     ds_val = eval_dataset(val, cfg.batch_size)
     steps = int(np.ceil(len(train) / cfg.batch_size))
-    with strategy_for(cfg).scope():
+    strategy = strategy_for(cfg)
+    devices = getattr(strategy.extended, "worker_devices", ["default"])
+    print(f"training on {strategy.num_replicas_in_sync} replica(s): {', '.join(devices)}",
+          flush=True)
+    with strategy.scope():
         model, base = build_model(cfg, len(prep.classes))
     resumed = bool(state["history"])
     for stage, epochs in ((1, cfg.stage1_epochs), (2, cfg.stage2_epochs)):
         done = state["epoch"] if state["stage"] == stage else (epochs if state["stage"] > stage else 0)
         if epochs == 0 or done >= epochs or state["stopped_early"]:
             continue
-        with strategy_for(cfg).scope():
+        with strategy.scope():
             n = set_stage(base, stage, cfg)
             _compile(model, cfg, stage, steps)
         if resumed and state["history"]:

@@ -22,9 +22,13 @@ from trainer.train import fit, open_run, prepare_run
 def train_and_export(cfg: TrainConfig | None, run_dir: Path, models_dir: Path,
                      version: int | None = None) -> Path:
     """Train (or resume, when ``cfg`` is None) in ``run_dir`` and export a new version."""
-    cfg = open_run(run_dir, cfg)
     t0 = time.monotonic()
-    prep = prepare_run(cfg)
+    if cfg is None:
+        cfg = open_run(run_dir, None)
+        prep = prepare_run(cfg)
+    else:  # check the data before creating the run folder
+        prep = prepare_run(cfg)
+        open_run(run_dir, cfg)
     _print_data_summary(prep, cfg)
     model = fit(cfg, run_dir, prep)
     state = json.loads((run_dir / "state.json").read_text())
@@ -89,7 +93,7 @@ def evaluate_command(model_dir: Path, data: Path, *, labels: Path | None = None,
                      flip_tta: bool = False, out: Path | None = None, title: str = "") -> dict:
     """Metrics of the exported model on ``data`` (optionally one split, de-duplicated)."""
     exported = load_exported(model_dir)
-    ds = load_dataset(data, labels, label_column)
+    ds = load_dataset(data, labels, label_column, require_all=False)
     _check_same_classes(ds, exported.labels)
     samples = ds.split(split) if split else ds.samples
     if not samples:

@@ -1,0 +1,159 @@
+"""Train -> export -> reload on a tiny dataset; resume after SIGKILL; multi-device."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import CLASSES, ROOT, TINY_ARGS
+
+pytestmark = pytest.mark.slow
+
+
+def test_export_is_a_versioned_savedmodel_with_contract(tiny_model):
+    assert tiny_model.name == "1" and tiny_model.parent.name == "emotion"
+    meta = json.loads((tiny_model / "metadata.json").read_text())
+    assert json.loads((tiny_model / "labels.json").read_text()) == sorted(CLASSES)
+    assert meta["labels"] == sorted(CLASSES)
+    assert meta["input"] == {"shape": [None, 48, 48, 3], "dtype": "uint8", "range": [0, 255]}
+    assert meta["preprocessing"]["color"] == "gray3"
+    assert meta["export_check_max_diff"] <= 1e-4
+    for key in ("training", "dataset", "tensorflow", "code_revision", "base_weights", "history"):
+        assert key in meta
+    assert set(meta["metrics"]) == {"val", "test"}
+    assert meta["metrics"]["test"]["images"] == 28
+    for f in ("MODEL_CARD.md", "confusion_test.png", "training_curves.png", "saved_model.pb"):
+        assert (tiny_model / f).is_file(), f
+    assert not list(tiny_model.parent.glob(".tmp-*")), "temporary export folder left behind"
+
+
+def test_signature_takes_uint8_batches_and_returns_probabilities(tiny_model):
+    sig = tf.saved_model.load(str(tiny_model)).signatures["serving_default"]
+    spec = next(iter(sig.structured_input_signature[1].values()))
+    assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, 48, 48, 3]
+    out = next(iter(sig(tf.zeros([5, 48, 48, 3], tf.uint8)).values())).numpy()
+    assert out.shape == (5, 7)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_tiny_model_learns_the_planted_pattern(tiny_model):
+    # Classes differ in brightness; from random weights a few epochs lift training accuracy
+    # well above chance (1/7). Held-out accuracy needs BatchNorm statistics that a few
+    # dozen steps cannot settle, so it is not asserted here.
+    meta = json.loads((tiny_model / "metadata.json").read_text())
+    stage2 = [h["accuracy"] for h in meta["history"] if h["stage"] == 2]
+    assert len(stage2) == 4 and max(stage2) > 0.3
+    assert meta["history"][-1]["loss"] < meta["history"][0]["loss"]
+
+
+def test_evaluate_command_reports_metrics_and_flip_tta(tiny_model, tiny_data, tmp_path, capsys):
+    from trainer.cli import main
+
+    rc = main(["evaluate", str(tiny_model), str(tiny_data), "--split", "test", "--tta", "flip",
+               "--out", str(tmp_path), "--title", "tiny test"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == 28 and 0 <= summary["accuracy"] <= 1
+    assert set(summary["recall"]) == set(CLASSES)
+    assert (tmp_path / "tiny_test_confusion.png").is_file()
+    full = json.loads((tmp_path / "tiny_test.json").read_text())
+    assert full["flip_tta"] is True and len(full["confusion"]) == 7
+
+
+def test_evaluate_excludes_images_duplicated_in_training(tiny_model, tiny_data, tmp_path, capsys):
+    from trainer.cli import main
+
+    data = tmp_path / "eval"
+    for c in CLASSES:
+        (data / c).mkdir(parents=True)
+    leak = next((tiny_data / "train" / "happy").iterdir())
+    (data / "happy" / "leak.jpg").write_bytes(leak.read_bytes())
+    (data / "sad" / "blank.png").write_bytes(_png(np.zeros((48, 48), np.uint8)))
+    (data / "fear" / "ok.jpg").write_bytes(next((tiny_data / "test" / "fear").iterdir()).read_bytes())
+    rc = main(["evaluate", str(tiny_model), str(data), "--drop-blank",
+               "--exclude-duplicates-of", str(tiny_data / "train")])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == 1
+    assert summary["dropped"]["blank"] == 1
+    assert summary["dropped"][f"also in {tiny_data / 'train'}"] == 1
+
+
+def _png(a: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_next_export_gets_the_next_version(tiny_data, tmp_path):
+    from trainer.cli import main
+
+    models = tmp_path / "models"
+    (models / "emotion" / "3").mkdir(parents=True)
+    args = ["train", str(tiny_data), *TINY_ARGS, "--stage2-epochs", "0", "--models-dir", str(models)]
+    assert main([*args, "--run-dir", str(tmp_path / "r1")]) == 0
+    assert (models / "emotion" / "4" / "saved_model.pb").is_file()
+
+
+def _train_proc(args: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, "-m", "trainer", "train", *args], cwd=ROOT, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def test_resume_after_sigkill_continues_from_last_epoch(tiny_data, tmp_path):
+    run, models = tmp_path / "run", tmp_path / "models"
+    args = [str(tiny_data), *TINY_ARGS, "--stage1-epochs", "2", "--stage2-epochs", "40",
+            "--early-stopping", "0",
+            "--run-dir", str(run), "--models-dir", str(models)]
+    proc = _train_proc(args, tmp_path / "first.log")
+    deadline = time.monotonic() + 180
+    # Kill mid stage 2, once at least one stage-2 epoch has been checkpointed.
+    while time.monotonic() < deadline and proc.poll() is None:
+        state = run / "checkpoint" / "state.json"
+        if state.exists() and json.loads(state.read_text()).get("stage") == 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, (tmp_path / "first.log").read_text()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert done["stage"] == 2 and done["epoch"] >= 1
+    out = subprocess.run([sys.executable, "-m", "trainer", "train", "--resume", str(run),
+                          "--models-dir", str(models), "--version", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"resuming {run}: stage 2, {done['epoch']} epoch(s) done" in out.stdout
+    first = [ln for ln in out.stdout.splitlines() if ln.startswith("stage 2 epoch")][0]
+    assert first.startswith(f"stage 2 epoch {done['epoch'] + 1}/40")
+    state = json.loads((run / "state.json").read_text())
+    epochs = [(h["stage"], h["epoch"]) for h in state["history"]]
+    assert epochs[:2] == [(1, 1), (1, 2)]
+    assert [e for s, e in epochs if s == 2][: done["epoch"] + 1] == list(range(1, done["epoch"] + 2))
+    assert (models / "emotion" / "1" / "saved_model.pb").is_file()
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "trainer", "train", str(tiny_data), *TINY_ARGS,
+         "--distribute", "mirrored", "--logical-cpus", "2", "--run-dir", str(tmp_path / "run"),
+         "--models-dir", str(tmp_path / "models")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "training on 2 replica(s)" in out.stdout and "CPU:1" in out.stdout
+    assert (tmp_path / "models" / "emotion" / "1" / "saved_model.pb").is_file()
