@@ -72,7 +72,12 @@ def _json(code: str, message: str, status: int, fields=None, headers=None):
     return resp
 
 
+_HTTP_CODES = {413: "payload_too_large"}
+
+
 def _http_code(e: HTTPException) -> str:
+    if e.code in _HTTP_CODES:
+        return _HTTP_CODES[e.code]
     return (e.name or "error").lower().replace(" ", "_").replace("'", "")
 
 

@@ -59,8 +59,9 @@ def _finish(resp):
     metrics.REQUESTS.labels(endpoint, request.method, str(resp.status_code)).inc()
     metrics.LATENCY.labels(endpoint, request.method).observe(seconds)
     if resp.status_code >= 400 and resp.is_json:
-        code = (resp.get_json(silent=True) or {}).get("error", {}).get("code", "error")
-        metrics.ERRORS.labels(code).inc()
+        err = (resp.get_json(silent=True) or {}).get("error")
+        if isinstance(err, dict):
+            metrics.ERRORS.labels(err.get("code", "error")).inc()
     if endpoint not in ("/metrics", "/health"):
         log.info("request", extra={"request_id": g.get("request_id"), "method": request.method,
                                    "path": request.path, "status": resp.status_code,

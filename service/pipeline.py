@@ -56,7 +56,7 @@ class Analyzer:
         rule_faces = found[: opts.max_faces]
         batch = self._batch(img, rule_faces, whole)
         t["classify"] = time.perf_counter()
-        probs = self.model.predict(batch)
+        probs = self.model.predict(batch) if len(batch) else np.zeros((0, len(self.model.labels)))
         t["end"] = time.perf_counter()
         result = self._result(img, rule_faces, probs, opts, whole, len(found))
         stages = list(t)
@@ -77,6 +77,8 @@ class Analyzer:
 
     def _batch(self, img: Decoded, found: list[Face], whole: bool) -> np.ndarray:
         size = self.model.input_size
+        if not found:
+            return np.zeros((0, size, size, 3), np.uint8)
         if whole:  # exactly the trainer's handling of a dataset image: resize it all
             return facecrop.to_input(img.gray, size, self.model.metadata.get("preprocessing", {}))[None]
         return facecrop.batch(img.gray, found, self.model.metadata, size)
