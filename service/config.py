@@ -30,7 +30,7 @@ class Settings:
                             metadata={"doc": "models/<name> folder with numbered versions, or one version folder"})
     detector: str = field(default="auto", metadata={"doc": "yunet, blazeface or auto (yunet when its file is set)"})
     yunet_model: str = field(default="", metadata={"doc": "path to face_detection_yunet_2023mar.onnx"})
-    detector_score: float = field(default=0.7, metadata={"doc": "minimum face detector score"})
+    detector_score: float = field(default=0.0, metadata={"doc": "minimum detector score; 0 = backend default (YuNet 0.7, BlazeFace 0.5)"})
     detect_max_side: int = field(default=640, metadata={"doc": "images are downscaled to this long side for detection"})
     max_upload_mb: float = field(default=10.0, metadata={"doc": "largest accepted request body, MB"})
     max_pixels: int = field(default=40_000_000, metadata={"doc": "largest decoded image, pixels (bomb guard)"})

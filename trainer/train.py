@@ -120,7 +120,7 @@ def fit(cfg: TrainConfig, run_dir: Path, prep: Prepared) -> keras.Model:
     ds_val = eval_dataset(val, cfg.batch_size)
     steps = int(np.ceil(len(train) / cfg.batch_size))
     strategy = strategy_for(cfg)
-    devices = getattr(strategy.extended, "worker_devices", ["default"])
+    devices = strategy.extended.worker_devices if cfg.distribute != "none" else ["default device"]
     print(f"training on {strategy.num_replicas_in_sync} replica(s): {', '.join(devices)}",
           flush=True)
     with strategy.scope():

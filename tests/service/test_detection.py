@@ -1,0 +1,63 @@
+"""Both real detector backends on real photos: the right boxes, mapped back from downscaling."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from service.blazeface import BlazeFaceDetector
+from service.detection import Face, YuNetDetector, make_detector
+
+ASTRONAUT_FACE = (178, 63, 90, 113)  # hand-checked box of the face in skimage's astronaut
+
+
+def iou(f: Face, box) -> float:
+    x, y, w, h = box
+    ix = max(0, min(f.x + f.width, x + w) - max(f.x, x))
+    iy = max(0, min(f.y + f.height, y + h) - max(f.y, y))
+    inter = ix * iy
+    return inter / (f.area + w * h - inter)
+
+
+@pytest.fixture(params=["yunet", "blazeface"])
+def detector(request, yunet_path):
+    if request.param == "yunet":
+        return YuNetDetector(yunet_path)
+    return BlazeFaceDetector()
+
+
+def test_finds_the_astronaut(detector, astronaut):
+    faces = detector.detect(astronaut)
+    assert len(faces) == 1
+    assert iou(faces[0], ASTRONAUT_FACE) > 0.5 and faces[0].score > 0.9
+
+
+def test_finds_four_faces_in_a_mosaic(detector, astronaut):
+    mosaic = np.vstack([np.hstack([astronaut, astronaut[:, ::-1]])] * 2)
+    faces = detector.detect(mosaic)
+    assert len(faces) == 4
+    xs = sorted(f.x for f in faces)
+    assert xs[1] < 300 < xs[2]  # two on each side
+
+
+def test_boxes_are_mapped_back_from_the_downscaled_image(detector, astronaut):
+    big = cv2.resize(astronaut, (2048, 2048), interpolation=cv2.INTER_LINEAR)  # > 640 px
+    faces = detector.detect(big)
+    assert len(faces) == 1
+    assert iou(faces[0], tuple(v * 4 for v in ASTRONAUT_FACE)) > 0.5
+
+
+def test_no_face_in_noise(detector):
+    noise = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    assert detector.detect(noise) == []
+
+
+def test_factory_prefers_yunet_when_configured(yunet_path):
+    assert make_detector("auto", str(yunet_path), 0, 640).name == "yunet"
+    blaze = make_detector("auto", "", 0, 640)
+    assert blaze.name == "blazeface" and blaze.score == 0.5
+    with pytest.raises(ValueError):
+        make_detector("yunet", "", 0.7, 640)
+    with pytest.raises(FileNotFoundError):
+        make_detector("yunet", "/nonexistent.onnx", 0.7, 640)

@@ -1,0 +1,68 @@
+"""The trainer and the service preprocess the same face identically (the model contract)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service import faces as service_faces
+from service.imaging import decode
+from service.pipeline import Analyzer, Options
+from tests.conftest import SHARED, jpeg_bytes
+from tests.service.conftest import FakeDetector, FakeModel
+from trainer.images import read_pixels, to_model_input
+
+
+def _service_whole_image(data: bytes, size: int) -> np.ndarray:
+    model = FakeModel(input_size=size)
+    Analyzer(model, FakeDetector(), 10**8).analyze(data, Options(detect=False))
+    return model.batches[-1][0]
+
+
+@pytest.mark.parametrize("shape,size", [((48, 48), 96), ((150, 200, 3), 96), ((300, 300, 3), 64)])
+def test_whole_image_pipelines_agree(tmp_path, shape, size):
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 255, shape, dtype=np.uint8)
+    data = jpeg_bytes(arr)
+    (tmp_path / "x.jpg").write_bytes(data)
+    trainer_input = to_model_input(read_pixels(tmp_path / "x.jpg"), size)
+    np.testing.assert_array_equal(trainer_input, _service_whole_image(data, size))
+
+
+def test_dataset_image_agrees_byte_for_byte():
+    files = sorted((SHARED / "data" / "fer2013" / "test" / "happy").glob("PrivateTest_*.jpg"))[:5]
+    if not files:
+        pytest.skip("FER2013 not available")
+    for f in files:
+        np.testing.assert_array_equal(to_model_input(read_pixels(f), 96),
+                                      _service_whole_image(f.read_bytes(), 96))
+
+
+@pytest.mark.parametrize("side", [30, 96, 200])
+def test_face_crop_resize_matches_trainer_resize(side):
+    region = np.random.default_rng(1).integers(0, 255, (side, side), dtype=np.uint8)
+    prep = {"resize_shrink": "INTER_AREA", "resize_enlarge": "INTER_LINEAR"}
+    np.testing.assert_array_equal(service_faces.to_input(region, 96, prep),
+                                  to_model_input(region, 96))
+
+
+def test_service_reads_contract_from_exported_metadata(tiny_model):
+    meta = json.loads((tiny_model / "metadata.json").read_text())
+    from trainer.export import FACE_CROP, PREPROCESSING
+
+    assert meta["preprocessing"] == PREPROCESSING and meta["face_crop"] == FACE_CROP
+    # The service maps every interpolation name the trainer writes.
+    assert meta["preprocessing"]["resize_shrink"] in service_faces._INTERP
+    assert meta["preprocessing"]["resize_enlarge"] in service_faces._INTERP
+
+
+def test_gray_conversion_is_pillow_luma_for_colour_uploads():
+    rgb = np.random.default_rng(2).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    dec = decode(buf.getvalue(), 10**6)
+    np.testing.assert_array_equal(dec.gray, np.asarray(Image.fromarray(rgb).convert("L")))
