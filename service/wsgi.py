@@ -6,6 +6,6 @@ from service.logs import configure
 settings = Settings.from_env()
 configure(settings.log_level, settings.json_logs)
 
-from service import create_app  # noqa: E402 - logging first, then the app
+from service.app import create_app  # noqa: E402 - logging first, then the app
 
 app = create_app(settings)

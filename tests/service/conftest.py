@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from openapi_core import OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
 
-from service import create_app
+from service.app import create_app
 from service.config import Settings
 from service.detection import Face
 from tests.conftest import CLASSES, ROOT

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service import create_app
+from service.app import create_app
 from service.detection import Face
 from tests.conftest import CLASSES, jpeg_bytes
 from tests.service.conftest import CheckedClient, FakeDetector, FakeModel

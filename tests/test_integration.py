@@ -1,0 +1,144 @@
+"""A real gunicorn on 127.0.0.1 with a real exported model: requests, errors, metrics
+merged across workers, a killed worker replaced, a clean shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from tests.conftest import ROOT, jpeg_bytes
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "gunicorn exited early"
+        try:
+            if requests.get(url + "/ready", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError("service not ready in time")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, yunet_path, tmp_path_factory):
+    port = _free_port()
+    metrics_dir = tmp_path_factory.mktemp("prom")
+    log = tmp_path_factory.mktemp("log") / "gunicorn.log"
+    env = {**os.environ, "FER_MODEL_DIR": str(tiny_model.parent), "FER_BIND": f"127.0.0.1:{port}",
+           "FER_WORKERS": "2", "FER_THREADS": "2", "FER_YUNET_MODEL": str(yunet_path),
+           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([str(ROOT / "scripts" / "serve.sh")], cwd=ROOT, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc)
+        yield url, proc, log
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+
+
+def _post(url, data, **params):
+    return requests.post(url + "/predict", data=data, params=params,
+                         headers={"Content-Type": "image/jpeg"}, timeout=30)
+
+
+def test_real_photos(server, astronaut):
+    url, _, _ = server
+    one = _post(url, jpeg_bytes(astronaut)).json()
+    assert len(one["faces"]) == 1 and one["detector"] == "yunet"
+    assert one["faces"][0]["box"]["width"] > 60 and one["model"]["version"] == "1"
+    mosaic = np.vstack([np.hstack([astronaut, astronaut[:, ::-1]])] * 2)
+    four = _post(url, jpeg_bytes(mosaic)).json()
+    assert len(four["faces"]) == 4
+    areas = [f["box"]["width"] * f["box"]["height"] for f in four["faces"]]
+    assert areas == sorted(areas, reverse=True)
+    sky = np.zeros((480, 640, 3), np.uint8)
+    sky[:] = (90, 140, 220)
+    none = _post(url, jpeg_bytes(sky))
+    assert none.status_code == 200 and none.json()["faces"] == []
+
+
+def test_multipart_and_errors_over_http(server, astronaut):
+    url, _, _ = server
+    r = requests.post(url + "/predict", files={"image": ("a.jpg", jpeg_bytes(astronaut))},
+                      data={"top_k": "2"}, timeout=30)
+    assert r.status_code == 200 and len(r.json()["faces"][0]["top"]) == 2
+    r = _post(url, b"not an image")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_image"
+    r = requests.put(url + "/predict", timeout=10)
+    assert r.status_code == 405 and "POST" in r.headers["Allow"]
+    r = requests.post(url + "/predict", data=b"\0" * (11 * 1024 * 1024),
+                      headers={"Content-Type": "image/jpeg"}, timeout=30)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    ready = requests.get(url + "/ready", timeout=10).json()
+    assert ready["ready"] and ready["version"] == "1"
+
+
+def _metric(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_are_merged_across_workers(server, astronaut):
+    url, _, _ = server
+    before = requests.get(url + "/metrics", timeout=10).text
+    n = 12
+    for _ in range(n):  # new connections: gunicorn spreads them over both workers
+        _post(url, jpeg_bytes(astronaut))
+    text = requests.get(url + "/metrics", timeout=10).text
+    name = 'fer_http_requests_total{endpoint="/predict",method="POST",status="200"}'
+    assert _metric(text, name) - _metric(before, name) == n
+    assert _metric(text, 'fer_stage_duration_seconds_count{stage="detect"}') >= n
+    assert 'fer_model_info{name="emotion",version="1"} 1.0' in text
+    assert "fer_model_ready 1.0" in text
+
+
+def test_killed_worker_is_replaced_and_sigterm_exits_cleanly(server, astronaut):
+    url, proc, log = server
+    workers = subprocess.run(["pgrep", "-P", str(_gunicorn_pid(proc))], capture_output=True,
+                             text=True).stdout.split()
+    assert len(workers) == 2
+    os.kill(int(workers[0]), signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        now = subprocess.run(["pgrep", "-P", str(_gunicorn_pid(proc))], capture_output=True,
+                             text=True).stdout.split()
+        if len(now) == 2 and workers[0] not in now:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("worker not replaced")
+    for _ in range(6):
+        assert _post(url, jpeg_bytes(astronaut)).status_code in (200, 503)
+    _wait_ready(url, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in Path(log).read_text()
+
+
+def _gunicorn_pid(proc: subprocess.Popen) -> int:
+    return proc.pid  # serve.sh execs gunicorn, so the script's pid is the master's
