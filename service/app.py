@@ -28,8 +28,12 @@ class State:
     analyzer: Analyzer
 
 
-def create_app(settings: Settings | None = None, model: Classifier | None = None,
-               detector: Detector | None = None, load_async: bool = True) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    model: Classifier | None = None,
+    detector: Detector | None = None,
+    load_async: bool = True,
+) -> Flask:
     """Build the app. Tests pass settings and fake model / detector objects.
 
     The model loads in a background thread (unless one is passed in), so ``/health``
@@ -38,14 +42,17 @@ def create_app(settings: Settings | None = None, model: Classifier | None = None
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_mb * 1024 * 1024)
-    app.json.sort_keys = False
-    detector = detector or make_detector(settings.detector, settings.yunet_model,
-                                         settings.detector_score, settings.detect_max_side)
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep fields in schema order
+    detector = detector or make_detector(
+        settings.detector, settings.yunet_model, settings.detector_score, settings.detect_max_side
+    )
     if model is None:
-        model = SavedModelClassifier(settings.model_dir, flip_tta=settings.flip_tta)
-        _start_loading(model, load_async)
-    app.extensions["fer"] = State(settings, model, detector,
-                                  Analyzer(model, detector, settings.max_pixels))
+        saved = SavedModelClassifier(settings.model_dir, flip_tta=settings.flip_tta)
+        _start_loading(saved, load_async)
+        model = saved
+    app.extensions["fer"] = State(
+        settings, model, detector, Analyzer(model, detector, settings.max_pixels)
+    )
     hooks.register(app)
     register_error_handlers(app)
     from service.routes import bp

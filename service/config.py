@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,32 +28,57 @@ def _bool(value: str) -> bool:
 class Settings:
     """Every knob of the service; ``FER_<FIELD>`` in the environment overrides a default."""
 
-    model_dir: Path = field(default=_ROOT / "models" / "emotion",
-                            metadata={"doc": "models/<name> folder with numbered versions, or one version folder"})
-    detector: str = field(default="auto", metadata={"doc": "yunet, blazeface or auto (yunet when its file is set)"})
-    yunet_model: str = field(default="", metadata={"doc": "path to face_detection_yunet_2023mar.onnx"})
-    detector_score: float = field(default=0.0, metadata={"doc": "minimum detector score; 0 = backend default (YuNet 0.7, BlazeFace 0.5)"})
-    detect_max_side: int = field(default=640, metadata={"doc": "images are downscaled to this long side for detection"})
-    max_upload_mb: float = field(default=10.0, metadata={"doc": "largest accepted request body, MB"})
-    max_pixels: int = field(default=40_000_000, metadata={"doc": "largest decoded image, pixels (bomb guard)"})
-    max_faces: int = field(default=20, metadata={"doc": "default and upper bound of faces classified per image"})
-    max_batch_images: int = field(default=16, metadata={"doc": "most images in one /predict/batch request"})
-    flip_tta: bool = field(default=True, metadata={"doc": "average each face with its mirror image"})
-    api_key: str = field(default="", metadata={"doc": "when set, /predict* need it in the X-API-Key header"})
+    model_dir: Path = field(
+        default=_ROOT / "models" / "emotion",
+        metadata={"doc": "models/<name> folder with numbered versions, or one version folder"},
+    )
+    detector: str = field(
+        default="auto", metadata={"doc": "yunet, blazeface or auto (yunet when its file is set)"}
+    )
+    yunet_model: str = field(
+        default="", metadata={"doc": "path to face_detection_yunet_2023mar.onnx"}
+    )
+    detector_score: float = field(
+        default=0.0,
+        metadata={"doc": "minimum detector score; 0 = backend default (YuNet 0.7, BlazeFace 0.5)"},
+    )
+    detect_max_side: int = field(
+        default=640, metadata={"doc": "images are downscaled to this long side for detection"}
+    )
+    max_upload_mb: float = field(
+        default=10.0, metadata={"doc": "largest accepted request body, MB"}
+    )
+    max_pixels: int = field(
+        default=40_000_000, metadata={"doc": "largest decoded image, pixels (bomb guard)"}
+    )
+    max_faces: int = field(
+        default=20, metadata={"doc": "default and upper bound of faces classified per image"}
+    )
+    max_batch_images: int = field(
+        default=16, metadata={"doc": "most images in one /predict/batch request"}
+    )
+    flip_tta: bool = field(
+        default=True, metadata={"doc": "average each face with its mirror image"}
+    )
+    api_key: str = field(
+        default="", metadata={"doc": "when set, /predict* need it in the X-API-Key header"}
+    )
     workers: int = field(default=2, metadata={"doc": "gunicorn worker processes"})
     threads: int = field(default=4, metadata={"doc": "threads per gunicorn worker"})
     bind: str = field(default="0.0.0.0:8000", metadata={"doc": "gunicorn listen address"})
-    timeout: int = field(default=120, metadata={"doc": "gunicorn worker timeout, s (above load + warm-up)"})
+    timeout: int = field(
+        default=120, metadata={"doc": "gunicorn worker timeout, s (above load + warm-up)"}
+    )
     log_level: str = field(default="INFO", metadata={"doc": "logging level"})
     json_logs: bool = field(default=True, metadata={"doc": "one JSON object per log line"})
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
         """Defaults, then ``FER_*`` variables, then keyword overrides (for tests)."""
-        env = os.environ if env is None else env
-        values = {}
+        source: Mapping[str, str] = os.environ if env is None else env
+        values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(f"FER_{f.name.upper()}")
+            raw = source.get(f"FER_{f.name.upper()}")
             if raw is None:
                 continue
             try:

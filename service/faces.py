@@ -12,8 +12,12 @@ import numpy as np
 
 from service.detection import Face
 
-_INTERP = {"INTER_AREA": cv2.INTER_AREA, "INTER_LINEAR": cv2.INTER_LINEAR,
-           "INTER_CUBIC": cv2.INTER_CUBIC, "INTER_NEAREST": cv2.INTER_NEAREST}
+_INTERP = {
+    "INTER_AREA": cv2.INTER_AREA,
+    "INTER_LINEAR": cv2.INTER_LINEAR,
+    "INTER_CUBIC": cv2.INTER_CUBIC,
+    "INTER_NEAREST": cv2.INTER_NEAREST,
+}
 
 
 def square_box(face: Face, scale: float) -> tuple[int, int, int]:

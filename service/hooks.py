@@ -63,9 +63,16 @@ def _finish(resp):
         if isinstance(err, dict):
             metrics.ERRORS.labels(err.get("code", "error")).inc()
     if endpoint not in ("/metrics", "/health"):
-        log.info("request", extra={"request_id": g.get("request_id"), "method": request.method,
-                                   "path": request.path, "status": resp.status_code,
-                                   "ms": round(seconds * 1000, 2)})
+        log.info(
+            "request",
+            extra={
+                "request_id": g.get("request_id"),
+                "method": request.method,
+                "path": request.path,
+                "status": resp.status_code,
+                "ms": round(seconds * 1000, 2),
+            },
+        )
     return resp
 
 

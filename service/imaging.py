@@ -59,14 +59,23 @@ def decode(data: bytes, max_pixels: int) -> Decoded:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageTooLarge(f"the image has too many pixels: {e}") from None
     except UnidentifiedImageError:
-        raise BadImage("the data is not an image in a supported format "
-                       f"({', '.join(sorted(FORMATS - {'MPO'}))})") from None
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError,
-            MemoryError, ZeroDivisionError) as e:
+        raise BadImage(
+            "the data is not an image in a supported format "
+            f"({', '.join(sorted(FORMATS - {'MPO'}))})"
+        ) from None
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        IndexError,
+        TypeError,
+        MemoryError,
+        ZeroDivisionError,
+    ) as e:
         raise BadImage(f"the image could not be decoded: {_short(e)}") from None
     fmt = im.format or ""
-    im = _orient(im)
-    rgb = _to_rgb(im)
+    rgb = _to_rgb(_orient(im))
     gray = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.uint8)
     return Decoded(rgb, gray, "JPEG" if fmt == "MPO" else fmt)
 

@@ -23,22 +23,40 @@ from prometheus_client import (
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1, 2.5, 5, 10)
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
-REQUESTS = Counter("fer_http_requests_total", "HTTP requests by endpoint, method and status",
-                   ["endpoint", "method", "status"])
-LATENCY = Histogram("fer_http_request_duration_seconds", "HTTP request latency",
-                    ["endpoint", "method"], buckets=LATENCY_BUCKETS)
-IN_FLIGHT = Gauge("fer_http_requests_in_flight", "requests being served",
-                  multiprocess_mode="livesum")
-STAGE = Histogram("fer_stage_duration_seconds", "time per pipeline stage per image",
-                  ["stage"], buckets=STAGE_BUCKETS)
-FACES = Histogram("fer_faces_per_image", "faces classified per image",
-                  buckets=(0, 1, 2, 3, 4, 5, 8, 12, 20, 50))
+REQUESTS = Counter(
+    "fer_http_requests_total",
+    "HTTP requests by endpoint, method and status",
+    ["endpoint", "method", "status"],
+)
+LATENCY = Histogram(
+    "fer_http_request_duration_seconds",
+    "HTTP request latency",
+    ["endpoint", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "fer_http_requests_in_flight", "requests being served", multiprocess_mode="livesum"
+)
+STAGE = Histogram(
+    "fer_stage_duration_seconds",
+    "time per pipeline stage per image",
+    ["stage"],
+    buckets=STAGE_BUCKETS,
+)
+FACES = Histogram(
+    "fer_faces_per_image", "faces classified per image", buckets=(0, 1, 2, 3, 4, 5, 8, 12, 20, 50)
+)
 PREDICTIONS = Counter("fer_predictions_total", "faces classified, by top emotion", ["emotion"])
 ERRORS = Counter("fer_errors_total", "error responses by error code", ["code"])
-MODEL_INFO = Gauge("fer_model_info", "the model a worker serves (1 when loaded)",
-                   ["name", "version"], multiprocess_mode="livemax")
-MODEL_READY = Gauge("fer_model_ready", "1 when the worker's model is loaded and warm",
-                    multiprocess_mode="livemin")
+MODEL_INFO = Gauge(
+    "fer_model_info",
+    "the model a worker serves (1 when loaded)",
+    ["name", "version"],
+    multiprocess_mode="livemax",
+)
+MODEL_READY = Gauge(
+    "fer_model_ready", "1 when the worker's model is loaded and warm", multiprocess_mode="livemin"
+)
 
 
 def observe_result(result: dict) -> None:

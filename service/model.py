@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -40,8 +40,9 @@ class Classifier(Protocol):
 
 
 def is_complete(version_dir: Path) -> bool:
-    return all((version_dir / f).is_file()
-               for f in ("saved_model.pb", "metadata.json", "labels.json"))
+    return all(
+        (version_dir / f).is_file() for f in ("saved_model.pb", "metadata.json", "labels.json")
+    )
 
 
 def resolve_version(model_dir: Path) -> Path:
@@ -50,8 +51,10 @@ def resolve_version(model_dir: Path) -> Path:
         return model_dir
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model folder {model_dir} does not exist")
-    versions = sorted((p for p in model_dir.iterdir() if p.name.isdigit() and is_complete(p)),
-                      key=lambda p: int(p.name))
+    versions = sorted(
+        (p for p in model_dir.iterdir() if p.name.isdigit() and is_complete(p)),
+        key=lambda p: int(p.name),
+    )
     if not versions:
         raise FileNotFoundError(f"no complete model version in {model_dir}")
     return versions[-1]
@@ -63,11 +66,14 @@ class SavedModelClassifier:
     def __init__(self, model_dir: Path, flip_tta: bool = True):
         self.model_dir = Path(model_dir)
         self.flip_tta = flip_tta
-        self.name, self.version, self.labels = "", "", []
-        self.input_size, self.metadata = 0, {}
-        self.ready, self.warm, self.error = False, False, None
+        self.name, self.version = "", ""
+        self.labels: list[str] = []
+        self.input_size = 0
+        self.metadata: dict = {}
+        self.ready, self.warm = False, False
+        self.error: str | None = None
         self.device = "unknown"
-        self._fn = None
+        self._fn: Any = None
 
     def load(self) -> None:
         """Load and warm up; on failure keep ``ready`` False and record the error."""
@@ -76,12 +82,19 @@ class SavedModelClassifier:
             self._load()
         except Exception as e:  # noqa: BLE001 - any load failure means "not ready", logged
             self.error = f"{type(e).__name__}: {e}"
-            log.error("model load failed", extra={"model_dir": str(self.model_dir),
-                                                  "error": self.error})
+            log.error(
+                "model load failed", extra={"model_dir": str(self.model_dir), "error": self.error}
+            )
             return
-        log.info("model ready", extra={"model": self.name, "version": self.version,
-                                       "device": self.device,
-                                       "load_seconds": round(time.monotonic() - t0, 2)})
+        log.info(
+            "model ready",
+            extra={
+                "model": self.name,
+                "version": self.version,
+                "device": self.device,
+                "load_seconds": round(time.monotonic() - t0, 2),
+            },
+        )
 
     def _load(self) -> None:
         import tensorflow as tf
@@ -120,8 +133,12 @@ class SavedModelClassifier:
             return np.zeros((0, len(self.labels)), np.float32)
         x = np.concatenate([faces, faces[:, :, ::-1]]) if self.flip_tta else faces
         step = BUCKETS[-1]
-        probs = np.concatenate([self._call(_pad(x[i : i + step]))[: len(x[i : i + step])]
-                                for i in range(0, len(x), step)])
+        probs = np.concatenate(
+            [
+                self._call(_pad(x[i : i + step]))[: len(x[i : i + step])]
+                for i in range(0, len(x), step)
+            ]
+        )
         if self.flip_tta:
             probs = (probs[:n] + probs[n:]) / 2.0
         return probs

@@ -60,8 +60,9 @@ class Analyzer:
         t["end"] = time.perf_counter()
         result = self._result(img, rule_faces, probs, opts, whole, len(found))
         stages = list(t)
-        result["timings_ms"] = {s: round((t[n] - t[s]) * 1000, 2)
-                                for s, n in zip(stages, stages[1:], strict=False)}
+        result["timings_ms"] = {
+            s: round((t[n] - t[s]) * 1000, 2) for s, n in zip(stages, stages[1:], strict=False)
+        }
         result["timings_ms"]["total"] = round((t["end"] - t["decode"]) * 1000, 2)
         return result
 
@@ -69,8 +70,9 @@ class Analyzer:
         whole = [Face(0, 0, img.width, img.height, 1.0)]
         if not opts.detect:
             return whole, True
-        found = [f for f in self.detector.detect(img.rgb)
-                 if min(f.width, f.height) >= opts.min_face_size]
+        found = [
+            f for f in self.detector.detect(img.rgb) if min(f.width, f.height) >= opts.min_face_size
+        ]
         if not found and _looks_like_crop(img):
             return whole, True
         return sorted(found, key=lambda f: f.area, reverse=True), False
@@ -80,26 +82,42 @@ class Analyzer:
         if not found:
             return np.zeros((0, size, size, 3), np.uint8)
         if whole:  # exactly the trainer's handling of a dataset image: resize it all
-            return facecrop.to_input(img.gray, size, self.model.metadata.get("preprocessing", {}))[None]
+            return facecrop.to_input(img.gray, size, self.model.metadata.get("preprocessing", {}))[
+                None
+            ]
         return facecrop.batch(img.gray, found, self.model.metadata, size)
 
-    def _result(self, img: Decoded, found: list[Face], probs: np.ndarray, opts: Options,
-                whole: bool, detected: int) -> dict:
+    def _result(
+        self,
+        img: Decoded,
+        found: list[Face],
+        probs: np.ndarray,
+        opts: Options,
+        whole: bool,
+        detected: int,
+    ) -> dict:
         labels = self.model.labels
         entries = []
         for f, p in zip(found, probs, strict=True):
             order = np.argsort(-p)[: opts.top_k]
-            entries.append({
-                "box": {"x": f.x, "y": f.y, "width": f.width, "height": f.height},
-                "detector_score": None if whole else f.score,
-                "emotion": labels[int(order[0])],
-                "confidence": round(float(p[order[0]]), 4),
-                "top": [{"emotion": labels[int(i)], "probability": round(float(p[i]), 4)}
-                        for i in order],
-                "probabilities": {k: round(float(v), 4) for k, v in zip(labels, p, strict=True)},
-            })
+            entries.append(
+                {
+                    "box": {"x": f.x, "y": f.y, "width": f.width, "height": f.height},
+                    "detector_score": None if whole else f.score,
+                    "emotion": labels[int(order[0])],
+                    "confidence": round(float(p[order[0]]), 4),
+                    "top": [
+                        {"emotion": labels[int(i)], "probability": round(float(p[i]), 4)}
+                        for i in order
+                    ],
+                    "probabilities": {
+                        k: round(float(v), 4) for k, v in zip(labels, p, strict=True)
+                    },
+                }
+            )
         out = {
-            "width": img.width, "height": img.height,
+            "width": img.width,
+            "height": img.height,
             "model": {"name": self.model.name, "version": self.model.version},
             "detector": "none" if whole else self.detector.name,
             "whole_image": whole,
@@ -120,8 +138,15 @@ def annotate(rgb: np.ndarray, entries: list[dict]) -> str:
         p1, p2 = (b["x"], b["y"]), (b["x"] + b["width"], b["y"] + b["height"])
         cv2.rectangle(canvas, p1, p2, (0, 200, 0), thick)
         text = f"{e['emotion']} {e['confidence']:.2f}"
-        cv2.putText(canvas, text, (b["x"], max(12, b["y"] - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4 * thick, (0, 200, 0), thick)
+        cv2.putText(
+            canvas,
+            text,
+            (b["x"], max(12, b["y"] - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * thick,
+            (0, 200, 0),
+            thick,
+        )
     buf = io.BytesIO()
     Image.fromarray(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)).save(buf, "JPEG", quality=85)
     return base64.b64encode(buf.getvalue()).decode("ascii")

@@ -24,9 +24,14 @@ def health():
 @bp.get("/ready")
 def ready():
     model = _state().model
-    body = {"ready": bool(model.ready and model.warm), "model": model.name,
-            "version": model.version, "labels": model.labels, "warm": model.warm,
-            "detector": _state().detector.name}
+    body = {
+        "ready": bool(model.ready and model.warm),
+        "model": model.name,
+        "version": model.version,
+        "labels": model.labels,
+        "warm": model.warm,
+        "detector": _state().detector.name,
+    }
     if not body["ready"]:
         body["error"] = model.error
         resp = jsonify(body)
@@ -47,11 +52,18 @@ def models():
     if not model.ready:
         raise NotReady(model.error or "the model is still loading")
     meta = model.metadata
-    return jsonify(name=model.name, version=model.version, labels=model.labels,
-                   input_size=model.input_size, metrics=_headline(meta.get("metrics", {})),
-                   preprocessing=meta.get("preprocessing", {}), face_crop=meta.get("face_crop", {}),
-                   created=meta.get("created"), detector=_state().detector.name,
-                   flip_tta=_state().settings.flip_tta)
+    return jsonify(
+        name=model.name,
+        version=model.version,
+        labels=model.labels,
+        input_size=model.input_size,
+        metrics=_headline(meta.get("metrics", {})),
+        preprocessing=meta.get("preprocessing", {}),
+        face_crop=meta.get("face_crop", {}),
+        created=meta.get("created"),
+        detector=_state().detector.name,
+        flip_tta=_state().settings.flip_tta,
+    )
 
 
 def _headline(m: dict) -> dict:
@@ -81,6 +93,12 @@ def predict_batch():
             results.append({"filename": name, "ok": True, "result": res})
         except APIError as e:  # one bad image does not fail the others
             metrics.ERRORS.labels(e.code).inc()
-            results.append({"filename": name, "ok": False, "status": e.status,
-                            "error": {"code": e.code, "message": e.message}})
+            results.append(
+                {
+                    "filename": name,
+                    "ok": False,
+                    "status": e.status,
+                    "error": {"code": e.code, "message": e.message},
+                }
+            )
     return jsonify(results=results)

@@ -34,8 +34,10 @@ def read_one(request: Request) -> tuple[bytes, dict]:
     if ctype == "multipart/form-data":
         files = request.files.getlist(IMAGE_FIELD)
         if not files:
-            raise BadRequest(f"multipart request has no file field {IMAGE_FIELD!r}",
-                             fields={IMAGE_FIELD: ["missing"]})
+            raise BadRequest(
+                f"multipart request has no file field {IMAGE_FIELD!r}",
+                fields={IMAGE_FIELD: ["missing"]},
+            )
         data = _single(files, IMAGE_FIELD).read()
         opts.update(_form_options(request))
         return data, opts
@@ -45,8 +47,9 @@ def read_one(request: Request) -> tuple[bytes, dict]:
             raise BadRequest("the body is not a JSON object")
         body = dict(body)
         if IMAGE_FIELD not in body:
-            raise BadRequest(f"JSON body has no {IMAGE_FIELD!r} field",
-                             fields={IMAGE_FIELD: ["missing"]})
+            raise BadRequest(
+                f"JSON body has no {IMAGE_FIELD!r} field", fields={IMAGE_FIELD: ["missing"]}
+            )
         data = b64decode(body.pop(IMAGE_FIELD))
         opts.update(body)
         return data, opts
@@ -54,20 +57,25 @@ def read_one(request: Request) -> tuple[bytes, dict]:
         return request.get_data(cache=False), opts
     raise UnsupportedMediaType(
         f"content type {ctype or '(none)'} is not accepted: send multipart/form-data with "
-        "field 'image', an image/* body, or application/json with a base64 'image'")
+        "field 'image', an image/* body, or application/json with a base64 'image'"
+    )
 
 
 def read_many(request: Request, limit: int) -> tuple[list[tuple[str, bytes]], dict]:
     """(file name, bytes) of every file of a multipart /predict/batch request, in order."""
     if request.mimetype != "multipart/form-data":
-        raise UnsupportedMediaType("/predict/batch takes multipart/form-data with one or "
-                                   "more 'image' (or 'images') file fields")
+        raise UnsupportedMediaType(
+            "/predict/batch takes multipart/form-data with one or "
+            "more 'image' (or 'images') file fields"
+        )
     files: list[FileStorage] = [f for _, f in request.files.items(multi=True)]
     if not files:
         raise BadRequest("the request has no files", fields={IMAGE_FIELD: ["missing"]})
     if len(files) > limit:
-        raise BadRequest(f"{len(files)} images in one batch; the limit is {limit}",
-                         fields={IMAGE_FIELD: [f"at most {limit}"]})
+        raise BadRequest(
+            f"{len(files)} images in one batch; the limit is {limit}",
+            fields={IMAGE_FIELD: [f"at most {limit}"]},
+        )
     opts = query_options(request)
     opts.update(_form_options(request))
     return [(f.filename or "", f.read()) for f in files], opts
@@ -85,4 +93,6 @@ def b64decode(value) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise BadImage("'image' is not valid base64", fields={IMAGE_FIELD: ["invalid base64"]}) from None
+        raise BadImage(
+            "'image' is not valid base64", fields={IMAGE_FIELD: ["invalid base64"]}
+        ) from None

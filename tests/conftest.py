@@ -42,10 +42,36 @@ def tiny_data(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("tiny"), {"train": 16, "test": 4})
 
 
-TINY_ARGS = ["--base-weights", "none", "--alpha", "0.35", "--input-size", "48",
-             "--stage1-epochs", "1", "--stage2-epochs", "4", "--batch-size", "16",
-             "--bn", "train", "--unfreeze", "0", "--stage2-lr", "0.003", "--lr-schedule", "constant",
-             "--class-weight", "none", "--rotation", "0", "--shift", "0", "--zoom", "0"]
+TINY_ARGS = [
+    "--base-weights",
+    "none",
+    "--alpha",
+    "0.35",
+    "--input-size",
+    "48",
+    "--stage1-epochs",
+    "1",
+    "--stage2-epochs",
+    "4",
+    "--batch-size",
+    "16",
+    "--bn",
+    "train",
+    "--unfreeze",
+    "0",
+    "--stage2-lr",
+    "0.003",
+    "--lr-schedule",
+    "constant",
+    "--class-weight",
+    "none",
+    "--rotation",
+    "0",
+    "--shift",
+    "0",
+    "--zoom",
+    "0",
+]
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +80,17 @@ def tiny_model(tiny_data, tmp_path_factory) -> Path:
     from trainer.cli import main
 
     work = tmp_path_factory.mktemp("model")
-    rc = main(["train", str(tiny_data), *TINY_ARGS, "--run-dir", str(work / "run"),
-               "--models-dir", str(work / "models")])
+    rc = main(
+        [
+            "train",
+            str(tiny_data),
+            *TINY_ARGS,
+            "--run-dir",
+            str(work / "run"),
+            "--models-dir",
+            str(work / "models"),
+        ]
+    )
     assert rc == 0
     return work / "models" / "emotion" / "1"
 

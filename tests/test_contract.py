@@ -38,16 +38,18 @@ def test_dataset_image_agrees_byte_for_byte():
     if not files:
         pytest.skip("FER2013 not available")
     for f in files:
-        np.testing.assert_array_equal(to_model_input(read_pixels(f), 96),
-                                      _service_whole_image(f.read_bytes(), 96))
+        np.testing.assert_array_equal(
+            to_model_input(read_pixels(f), 96), _service_whole_image(f.read_bytes(), 96)
+        )
 
 
 @pytest.mark.parametrize("side", [30, 96, 200])
 def test_face_crop_resize_matches_trainer_resize(side):
     region = np.random.default_rng(1).integers(0, 255, (side, side), dtype=np.uint8)
     prep = {"resize_shrink": "INTER_AREA", "resize_enlarge": "INTER_LINEAR"}
-    np.testing.assert_array_equal(service_faces.to_input(region, 96, prep),
-                                  to_model_input(region, 96))
+    np.testing.assert_array_equal(
+        service_faces.to_input(region, 96, prep), to_model_input(region, 96)
+    )
 
 
 def test_service_reads_contract_from_exported_metadata(tiny_model):

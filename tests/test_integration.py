@@ -43,11 +43,23 @@ def server(tiny_model, yunet_path, tmp_path_factory):
     port = _free_port()
     metrics_dir = tmp_path_factory.mktemp("prom")
     log = tmp_path_factory.mktemp("log") / "gunicorn.log"
-    env = {**os.environ, "FER_MODEL_DIR": str(tiny_model.parent), "FER_BIND": f"127.0.0.1:{port}",
-           "FER_WORKERS": "2", "FER_THREADS": "2", "FER_YUNET_MODEL": str(yunet_path),
-           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen([str(ROOT / "scripts" / "serve.sh")], cwd=ROOT, env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "FER_MODEL_DIR": str(tiny_model.parent),
+        "FER_BIND": f"127.0.0.1:{port}",
+        "FER_WORKERS": "2",
+        "FER_THREADS": "2",
+        "FER_YUNET_MODEL": str(yunet_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    proc = subprocess.Popen(
+        [str(ROOT / "scripts" / "serve.sh")],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, proc)
@@ -59,8 +71,13 @@ def server(tiny_model, yunet_path, tmp_path_factory):
 
 
 def _post(url, data, **params):
-    return requests.post(url + "/predict", data=data, params=params,
-                         headers={"Content-Type": "image/jpeg"}, timeout=30)
+    return requests.post(
+        url + "/predict",
+        data=data,
+        params=params,
+        headers={"Content-Type": "image/jpeg"},
+        timeout=30,
+    )
 
 
 def test_real_photos(server, astronaut):
@@ -81,15 +98,23 @@ def test_real_photos(server, astronaut):
 
 def test_multipart_and_errors_over_http(server, astronaut):
     url, _, _ = server
-    r = requests.post(url + "/predict", files={"image": ("a.jpg", jpeg_bytes(astronaut))},
-                      data={"top_k": "2"}, timeout=30)
+    r = requests.post(
+        url + "/predict",
+        files={"image": ("a.jpg", jpeg_bytes(astronaut))},
+        data={"top_k": "2"},
+        timeout=30,
+    )
     assert r.status_code == 200 and len(r.json()["faces"][0]["top"]) == 2
     r = _post(url, b"not an image")
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_image"
     r = requests.put(url + "/predict", timeout=10)
     assert r.status_code == 405 and "POST" in r.headers["Allow"]
-    r = requests.post(url + "/predict", data=b"\0" * (11 * 1024 * 1024),
-                      headers={"Content-Type": "image/jpeg"}, timeout=30)
+    r = requests.post(
+        url + "/predict",
+        data=b"\0" * (11 * 1024 * 1024),
+        headers={"Content-Type": "image/jpeg"},
+        timeout=30,
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
     ready = requests.get(url + "/ready", timeout=10).json()
     assert ready["ready"] and ready["version"] == "1"
@@ -119,14 +144,16 @@ def test_metrics_are_merged_across_workers(server, astronaut):
 
 def test_killed_worker_is_replaced_and_sigterm_exits_cleanly(server, astronaut):
     url, proc, log = server
-    workers = subprocess.run(["pgrep", "-P", str(_gunicorn_pid(proc))], capture_output=True,
-                             text=True).stdout.split()
+    workers = subprocess.run(
+        ["pgrep", "-P", str(_gunicorn_pid(proc))], capture_output=True, text=True
+    ).stdout.split()
     assert len(workers) == 2
     os.kill(int(workers[0]), signal.SIGKILL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        now = subprocess.run(["pgrep", "-P", str(_gunicorn_pid(proc))], capture_output=True,
-                             text=True).stdout.split()
+        now = subprocess.run(
+            ["pgrep", "-P", str(_gunicorn_pid(proc))], capture_output=True, text=True
+        ).stdout.split()
         if len(now) == 2 and workers[0] not in now:
             break
         time.sleep(0.5)

@@ -21,25 +21,51 @@ def _opt(p: argparse.ArgumentParser, flag: str, field: str, help: str, **kw) -> 
 
 
 def _flag(p: argparse.ArgumentParser, name: str, field: str, help: str) -> None:
-    p.add_argument(f"--{name}", dest=field, default=None, action=argparse.BooleanOptionalAction,
-                   help=help)
+    p.add_argument(
+        f"--{name}", dest=field, default=None, action=argparse.BooleanOptionalAction, help=help
+    )
 
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="fine-tune MobileNetV2 and export a model version",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("data", nargs="?", help="dataset root: ROOT/<class>/* or ROOT/{train,test}/<class>/*")
-    p.add_argument("--recipe", default="finetune", choices=sorted(RECIPES),
-                   help="'notebook' reproduces the original recipe; 'finetune' is ours")
-    p.add_argument("--run-dir", type=Path, default=None,
-                   help="folder for checkpoints and logs (default runs/<name>-<time>)")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                   help="continue an interrupted run from its last completed epoch")
-    p.add_argument("--models-dir", type=Path, default=Path("models"),
-                   help="where models/<name>/<version>/ is written")
+    p = sub.add_parser(
+        "train",
+        help="fine-tune MobileNetV2 and export a model version",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "data", nargs="?", help="dataset root: ROOT/<class>/* or ROOT/{train,test}/<class>/*"
+    )
+    p.add_argument(
+        "--recipe",
+        default="finetune",
+        choices=sorted(RECIPES),
+        help="'notebook' reproduces the original recipe; 'finetune' is ours",
+    )
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="folder for checkpoints and logs (default runs/<name>-<time>)",
+    )
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last completed epoch",
+    )
+    p.add_argument(
+        "--models-dir",
+        type=Path,
+        default=Path("models"),
+        help="where models/<name>/<version>/ is written",
+    )
     p.add_argument("--version", type=int, help="version number (default: next free)")
-    p.add_argument("--logical-cpus", type=int, default=0,
-                   help="split the CPU into N logical devices (to try --distribute here)")
+    p.add_argument(
+        "--logical-cpus",
+        type=int,
+        default=0,
+        help="split the CPU into N logical devices (to try --distribute here)",
+    )
     _opt(p, "--labels", "labels", "CSV label file (column 'file' relative to DATA)", type=str)
     _opt(p, "--label-column", "label_column", "CSV column with the hard label")
     _flag(p, "soft-labels", "soft_labels", "train on the CSV's vote distribution (FER+)")
@@ -66,8 +92,13 @@ def _train_parser(sub) -> None:
     _opt(p, "--stage2-lr", "stage2_lr", "stage 2 learning rate")
     _opt(p, "--unfreeze", "unfreeze", "stage 2: last N base layers trainable, 0 = all")
     _opt(p, "--bn", "bn_mode", "BatchNorm in stage 2", choices=["frozen", "train"])
-    _opt(p, "--lr-schedule", "lr_schedule", "learning-rate schedule",
-         choices=["constant", "cosine", "plateau"])
+    _opt(
+        p,
+        "--lr-schedule",
+        "lr_schedule",
+        "learning-rate schedule",
+        choices=["constant", "cosine", "plateau"],
+    )
     _opt(p, "--early-stopping", "early_stopping", "stage 2 patience on val loss, 0 = off")
     _opt(p, "--label-smoothing", "label_smoothing", "label smoothing")
     _opt(p, "--distribute", "distribute", "data parallel training", choices=["none", "mirrored"])
@@ -75,26 +106,43 @@ def _train_parser(sub) -> None:
 
 
 def _eval_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="metrics of an exported model on a dataset",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics of an exported model on a dataset",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("model_dir", type=Path, help="models/<name>/<version>")
     p.add_argument("data", type=Path, help="dataset root in a supported layout")
     p.add_argument("--labels", type=Path, help="CSV label file instead of folder names")
     p.add_argument("--label-column", default="label", help="CSV column with the label")
-    p.add_argument("--split", choices=["train", "val", "test", "all"],
-                   help="only this split (folders train/val/test or the CSV usage column)")
-    p.add_argument("--exclude-duplicates-of", type=Path, metavar="DIR",
-                   help="leave out images whose pixels also appear under DIR")
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test", "all"],
+        help="only this split (folders train/val/test or the CSV usage column)",
+    )
+    p.add_argument(
+        "--exclude-duplicates-of",
+        type=Path,
+        metavar="DIR",
+        help="leave out images whose pixels also appear under DIR",
+    )
     p.add_argument("--drop-blank", action="store_true", help="leave out blank images")
-    p.add_argument("--tta", choices=["none", "flip"], default="none",
-                   help="test-time augmentation: average with the mirrored face")
+    p.add_argument(
+        "--tta",
+        choices=["none", "flip"],
+        default="none",
+        help="test-time augmentation: average with the mirrored face",
+    )
     p.add_argument("--out", type=Path, help="write JSON, Markdown and confusion figure here")
     p.add_argument("--title", default="", help="report title (names the output files)")
 
 
 def _eda_parser(sub) -> None:
-    p = sub.add_parser("eda", help="exploratory data analysis report",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "eda",
+        help="exploratory data analysis report",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("data", type=Path, help="dataset root in a supported layout")
     p.add_argument("--out", type=Path, required=True, help="report folder")
     p.add_argument("--labels", type=Path, help="CSV label file instead of folder names")
@@ -116,7 +164,8 @@ def _split_cpu(n: int) -> None:
     if n > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+            cpu, [tf.config.LogicalDeviceConfiguration()] * n
+        )
 
 
 def _train(args) -> None:
@@ -141,12 +190,18 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     from trainer.workflow import evaluate_command
 
-    res = evaluate_command(args.model_dir, args.data, labels=args.labels,
-                           label_column=args.label_column,
-                           split=None if args.split in (None, "all") else args.split,
-                           exclude_duplicates_of=args.exclude_duplicates_of,
-                           drop_blank=args.drop_blank, flip_tta=args.tta == "flip",
-                           out=args.out, title=args.title)
+    res = evaluate_command(
+        args.model_dir,
+        args.data,
+        labels=args.labels,
+        label_column=args.label_column,
+        split=None if args.split in (None, "all") else args.split,
+        exclude_duplicates_of=args.exclude_duplicates_of,
+        drop_blank=args.drop_blank,
+        flip_tta=args.tta == "flip",
+        out=args.out,
+        title=args.title,
+    )
     summary = {k: res[k] for k in ("model", "split", "images", "accuracy", "macro_f1", "dropped")}
     summary["recall"] = {k: v["recall"] for k, v in res["per_class"].items()}
     print(json.dumps(summary, indent=2))

@@ -75,8 +75,9 @@ class TrainConfig:
                 raise TrainerError(msg)
         weights = self.base_weights
         if weights not in ("imagenet", "none") and not Path(weights).is_file():
-            raise TrainerError(f"--base-weights {weights}: no such file "
-                               "(give a path, 'imagenet' or 'none')")
+            raise TrainerError(
+                f"--base-weights {weights}: no such file (give a path, 'imagenet' or 'none')"
+            )
 
 
 # The original notebook: ImageDataGenerator augmentation, 80/20 split, frozen base for 5
@@ -90,9 +91,21 @@ NOTEBOOK = TrainConfig(recipe="notebook", batch_size=32, class_weight="none")
 # much at +-20 degrees and 20% shifts. Square-root class weights lift the rare classes
 # without the accuracy loss of fully balanced weights (disgust is ~0.5% of FER+).
 FINETUNE = TrainConfig(
-    recipe="finetune", stage1_epochs=1, stage1_lr=1e-3, stage2_epochs=12, stage2_lr=1e-3,
-    unfreeze=0, bn_mode="train", lr_schedule="cosine", early_stopping=4, rotation=10.0,
-    shift=0.1, shear=0.0, zoom=0.1, class_weight="sqrt", precision="float32",
+    recipe="finetune",
+    stage1_epochs=1,
+    stage1_lr=1e-3,
+    stage2_epochs=12,
+    stage2_lr=1e-3,
+    unfreeze=0,
+    bn_mode="train",
+    lr_schedule="cosine",
+    early_stopping=4,
+    rotation=10.0,
+    shift=0.1,
+    shear=0.0,
+    zoom=0.1,
+    class_weight="sqrt",
+    precision="float32",
 )
 
 RECIPES = {"notebook": NOTEBOOK, "finetune": FINETUNE}

@@ -22,18 +22,37 @@ import numpy as np
 from trainer.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                 "validation": "val", "test": "test"}
+SPLIT_FOLDERS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+}
 # FER+ names its splits after the FER2013 "Usage" column.
-DEFAULT_USAGE_MAP = {"training": "train", "publictest": "val", "privatetest": "test",
-                     "train": "train", "val": "val", "valid": "val", "validation": "val",
-                     "test": "test"}
+DEFAULT_USAGE_MAP = {
+    "training": "train",
+    "publictest": "val",
+    "privatetest": "test",
+    "train": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+}
 # FER+ vote columns mapped onto the 7 FER2013 classes. Contempt has no class of its own
 # here, and unknown / not-a-face votes say nothing about which emotion is shown, so those
 # votes are dropped and the remaining ones renormalised (see soft_labels()).
-FERPLUS_VOTE_COLUMNS = {"anger": "angry", "disgust": "disgust", "fear": "fear",
-                        "happiness": "happy", "neutral": "neutral", "sadness": "sad",
-                        "surprise": "surprise"}
+FERPLUS_VOTE_COLUMNS = {
+    "anger": "angry",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happiness": "happy",
+    "neutral": "neutral",
+    "sadness": "sad",
+    "surprise": "surprise",
+}
 
 
 @dataclass
@@ -93,8 +112,9 @@ def detect_layout(root: Path) -> dict[str, Path]:
         raise DataError(f"{root} is not a folder")
     subdirs = {d.name.lower(): d for d in _class_dirs(root)}
     if not subdirs:
-        raise DataError(f"data folder {root} is empty: expected ROOT/<class>/*.jpg "
-                        "or ROOT/train/<class>/*.jpg")
+        raise DataError(
+            f"data folder {root} is empty: expected ROOT/<class>/*.jpg or ROOT/train/<class>/*.jpg"
+        )
     splits = {SPLIT_FOLDERS[k]: d for k, d in subdirs.items() if k in SPLIT_FOLDERS}
     if "train" in splits or ("test" in splits and len(splits) == len(subdirs)):
         return splits
@@ -143,9 +163,15 @@ def _check_classes_present(ds: Dataset, require_all: bool = True) -> None:
         raise DataError(f"class(es) with no images in the {first} split: {', '.join(empty)}")
 
 
-def scan_csv(root: Path, csv_path: Path, label_column: str, soft: bool = False,
-             usage_column: str | None = "usage", min_votes: int = 2,
-             require_all: bool = True) -> Dataset:
+def scan_csv(
+    root: Path,
+    csv_path: Path,
+    label_column: str,
+    soft: bool = False,
+    usage_column: str | None = "usage",
+    min_votes: int = 2,
+    require_all: bool = True,
+) -> Dataset:
     """Read labels (and optionally vote-based soft labels and splits) from a CSV file.
 
     Args:
@@ -167,13 +193,17 @@ def scan_csv(root: Path, csv_path: Path, label_column: str, soft: bool = False,
     columns = set(rows[0])
     for needed in ("file", label_column):
         if needed not in columns:
-            raise DataError(f"label file {csv_path} has no column {needed!r} "
-                            f"(columns: {', '.join(sorted(columns))})")
+            raise DataError(
+                f"label file {csv_path} has no column {needed!r} "
+                f"(columns: {', '.join(sorted(columns))})"
+            )
     vote_cols = _vote_columns(columns, classes) if soft else {}
     unknown = sorted({r[label_column] for r in rows} - set(classes) - {""})
     if unknown:
-        raise DataError(f"unknown label(s) in column {label_column!r} of {csv_path}: "
-                        f"{', '.join(unknown[:10])}; classes are {', '.join(classes)}")
+        raise DataError(
+            f"unknown label(s) in column {label_column!r} of {csv_path}: "
+            f"{', '.join(unknown[:10])}; classes are {', '.join(classes)}"
+        )
     has_usage = bool(usage_column) and usage_column in columns
     samples, skipped = [], Counter()
     for row in rows:
@@ -198,13 +228,15 @@ def _vote_columns(columns: set[str], classes: list[str]) -> dict[str, str]:
     cols.update({k: k for k in classes if k in columns})
     if {cols[c] for c in cols} != set(classes):
         missing = set(classes) - {cols[c] for c in cols}
-        raise DataError(f"soft labels need a vote column for every class; none for "
-                        f"{', '.join(sorted(missing))}")
+        raise DataError(
+            f"soft labels need a vote column for every class; none for {', '.join(sorted(missing))}"
+        )
     return cols
 
 
-def soft_labels(row: dict, vote_cols: dict[str, str], classes: list[str], label: int,
-                min_votes: int) -> np.ndarray:
+def soft_labels(
+    row: dict, vote_cols: dict[str, str], classes: list[str], label: int, min_votes: int
+) -> np.ndarray:
     """The vote distribution over our classes, falling back to one-hot when votes are empty."""
     vec = np.zeros(len(classes), np.float32)
     for col, cls in vote_cols.items():
@@ -218,8 +250,10 @@ def soft_labels(row: dict, vote_cols: dict[str, str], classes: list[str], label:
 def _usage_split(value: str) -> str:
     key = value.strip().lower()
     if key not in DEFAULT_USAGE_MAP:
-        raise DataError(f"unknown usage value {value!r}; expected one of Training, "
-                        "PublicTest, PrivateTest, train, val, test")
+        raise DataError(
+            f"unknown usage value {value!r}; expected one of Training, "
+            "PublicTest, PrivateTest, train, val, test"
+        )
     return DEFAULT_USAGE_MAP[key]
 
 
@@ -228,8 +262,14 @@ def _folder_split(root: Path, path: Path) -> str:
     return SPLIT_FOLDERS.get(top, "all")
 
 
-def load_dataset(root: Path, labels: Path | None = None, label_column: str = "label",
-                 soft: bool = False, min_votes: int = 2, require_all: bool = True) -> Dataset:
+def load_dataset(
+    root: Path,
+    labels: Path | None = None,
+    label_column: str = "label",
+    soft: bool = False,
+    min_votes: int = 2,
+    require_all: bool = True,
+) -> Dataset:
     """Folder labels, or CSV labels when ``labels`` is given.
 
     ``require_all``: every class must have images in the training (or only) split.
@@ -238,5 +278,6 @@ def load_dataset(root: Path, labels: Path | None = None, label_column: str = "la
         if soft:
             raise DataError("soft labels need a CSV label file (--labels) with vote columns")
         return scan_folders(root, require_all)
-    return scan_csv(root, labels, label_column, soft=soft, min_votes=min_votes,
-                    require_all=require_all)
+    return scan_csv(
+        root, labels, label_column, soft=soft, min_votes=min_votes, require_all=require_all
+    )

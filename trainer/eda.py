@@ -62,18 +62,24 @@ def analyse(ds: Dataset, workers: int = 4) -> dict:
         },
         "leakage": _leakage(dups, rel),
         "blank": sorted(rel(s) for s, i in ok if i["std"] < BLANK_STD),
-        "unreadable": [f"{rel(s)}: {i['error']}" for s, i in zip(ds.samples, info, strict=True)
-                       if "error" in i],
+        "unreadable": [
+            f"{rel(s)}: {i['error']}" for s, i in zip(ds.samples, info, strict=True) if "error" in i
+        ],
         "skipped": dict(ds.skipped),
     }
 
 
 def _leakage(dups: list[list], rel) -> dict:
     """Duplicate groups that span the training split and an evaluation split."""
-    leaks = [g for g in dups if "train" in {s.split for s in g} and {s.split for s in g} - {"train"}]
+    leaks = [
+        g for g in dups if "train" in {s.split for s in g} and {s.split for s in g} - {"train"}
+    ]
     held_out = sum(1 for g in leaks for s in g if s.split != "train")
-    return {"groups": len(leaks), "held_out_images_also_in_train": held_out,
-            "examples": [[f"{s.split}:{rel(s)}" for s in g[:4]] for g in leaks[:10]]}
+    return {
+        "groups": len(leaks),
+        "held_out_images_also_in_train": held_out,
+        "examples": [[f"{s.split}:{rel(s)}" for s in g[:4]] for g in leaks[:10]],
+    }
 
 
 def run_eda(data: Path, out: Path, labels: Path | None = None, label_column: str = "label") -> Path:
@@ -95,27 +101,31 @@ def _samples(ds: Dataset) -> dict[str, list[Path]]:
     by_class: dict[str, list[Path]] = {c: [] for c in ds.classes}
     for s in ds.samples:
         by_class[ds.classes[s.label]].append(s.path)
-    return {c: [p[i] for i in rng.permutation(len(p))[:SAMPLES_PER_CLASS]] for c, p in by_class.items()}
+    return {
+        c: [p[i] for i in rng.permutation(len(p))[:SAMPLES_PER_CLASS]] for c, p in by_class.items()
+    }
 
 
 def markdown(res: dict) -> str:
     classes = res["classes"]
     splits = list(res["counts"])
     rows = ["| class | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
-    rows += [f"| {c} | " + " | ".join(str(res["counts"][s][c]) for s in splits) + " |"
-             for c in classes]
-    rows.append("| **total** | " + " | ".join(str(sum(res["counts"][s].values())) for s in splits)
-                + " |")
+    rows += [
+        f"| {c} | " + " | ".join(str(res["counts"][s][c]) for s in splits) + " |" for c in classes
+    ]
+    rows.append(
+        "| **total** | " + " | ".join(str(sum(res["counts"][s].values())) for s in splits) + " |"
+    )
     d, leak = res["duplicates"], res["leakage"]
-    return f"""# EDA: {res['root']}
+    return f"""# EDA: {res["root"]}
 
-{res['images']} images in {len(classes)} classes; analysed in {res['seconds']} s.
+{res["images"]} images in {len(classes)} classes; analysed in {res["seconds"]} s.
 
 ## Images per class and split
 
 {chr(10).join(rows)}
 
-Imbalance ratio (largest / smallest class of the training split): **{res['imbalance_ratio']}**.
+Imbalance ratio (largest / smallest class of the training split): **{res["imbalance_ratio"]}**.
 
 ![class counts](class_counts.png)
 
@@ -125,29 +135,29 @@ Imbalance ratio (largest / smallest class of the training split): **{res['imbala
 
 ## Image sizes and colour modes
 
-Sizes (most common): {res['sizes']}. Modes: {res['modes']}.
+Sizes (most common): {res["sizes"]}. Modes: {res["modes"]}.
 
 ![sizes and modes](sizes_modes.png)
 
 ## Exact duplicates (same decoded pixels)
 
-- {d['groups']} groups, {d['images_in_groups']} images, {d['redundant_copies']} redundant copies.
-- {d['groups_with_conflicting_labels']} groups carry conflicting labels.
-- Examples: {d['examples'][:5]}
+- {d["groups"]} groups, {d["images_in_groups"]} images, {d["redundant_copies"]} redundant copies.
+- {d["groups_with_conflicting_labels"]} groups carry conflicting labels.
+- Examples: {d["examples"][:5]}
 
 ## Leakage between training and held-out splits
 
-- {leak['groups']} duplicate groups span train and a held-out split;
-  {leak['held_out_images_also_in_train']} held-out images also appear in train.
-- Examples: {leak['examples'][:5]}
+- {leak["groups"]} duplicate groups span train and a held-out split;
+  {leak["held_out_images_also_in_train"]} held-out images also appear in train.
+- Examples: {leak["examples"][:5]}
 
 ## Blank or near-constant images (pixel std < {BLANK_STD})
 
-{len(res['blank'])} images: {res['blank'][:20]}
+{len(res["blank"])} images: {res["blank"][:20]}
 
 ## Unreadable files
 
-{len(res['unreadable'])} files: {res['unreadable'][:20]}
+{len(res["unreadable"])} files: {res["unreadable"][:20]}
 
-Skipped while scanning: {res['skipped'] or 'nothing'}.
+Skipped while scanning: {res["skipped"] or "nothing"}.
 """

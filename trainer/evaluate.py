@@ -64,16 +64,22 @@ def metrics(y_true: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict:
     """Accuracy, macro F1, per-class precision/recall/F1 and the confusion matrix."""
     y_pred = probs.argmax(axis=1)
     idx = list(range(len(labels)))
-    rep = classification_report(y_true, y_pred, labels=idx, target_names=labels,
-                                output_dict=True, zero_division=0)
+    rep = classification_report(
+        y_true, y_pred, labels=idx, target_names=labels, output_dict=True, zero_division=0
+    )
     return {
         "images": int(len(y_true)),
         "accuracy": round(float((y_pred == y_true).mean()), 4) if len(y_true) else 0.0,
-        "macro_f1": round(float(f1_score(y_true, y_pred, labels=idx, average="macro",
-                                         zero_division=0)), 4),
-        "per_class": {k: {m: round(float(rep[k][m]), 4) if m != "support" else int(rep[k][m])
-                          for m in ("precision", "recall", "f1-score", "support")}
-                      for k in labels},
+        "macro_f1": round(
+            float(f1_score(y_true, y_pred, labels=idx, average="macro", zero_division=0)), 4
+        ),
+        "per_class": {
+            k: {
+                m: round(float(rep[k][m]), 4) if m != "support" else int(rep[k][m])
+                for m in ("precision", "recall", "f1-score", "support")
+            }
+            for k in labels
+        },
         "confusion": confusion_matrix(y_true, y_pred, labels=idx).tolist(),
     }
 
@@ -83,6 +89,8 @@ def markdown_table(result: dict, labels: list[str]) -> str:
     lines = ["| class | precision | recall | F1 | images |", "|---|---|---|---|---|"]
     for k in labels:
         c = result["per_class"][k]
-        lines.append(f"| {k} | {c['precision']:.3f} | {c['recall']:.3f} | "
-                     f"{c['f1-score']:.3f} | {c['support']} |")
+        lines.append(
+            f"| {k} | {c['precision']:.3f} | {c['recall']:.3f} | "
+            f"{c['f1-score']:.3f} | {c['support']} |"
+        )
     return "\n".join(lines)

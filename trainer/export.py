@@ -37,17 +37,31 @@ FACE_CROP = {"square": True, "scale": 1.1}
 
 def next_version(models_dir: Path, name: str) -> int:
     folder = models_dir / name
-    versions = [int(p.name) for p in folder.glob("*") if p.name.isdigit()] if folder.exists() else []
+    versions = (
+        [int(p.name) for p in folder.glob("*") if p.name.isdigit()] if folder.exists() else []
+    )
     return max(versions, default=0) + 1
 
 
 def code_revision() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5, cwd=Path(__file__).parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], capture_output=True,
-                               text=True, timeout=5, cwd=Path(__file__).parent).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+        return (
+            out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -83,8 +97,9 @@ def write_saved_model(model: keras.Model, tmp: Path, sample: np.ndarray) -> floa
     return diff
 
 
-def export(model: keras.Model, models_dir: Path, metadata: dict, sample: np.ndarray,
-           finish=None) -> Path:
+def export(
+    model: keras.Model, models_dir: Path, metadata: dict, sample: np.ndarray, finish=None
+) -> Path:
     """Write the versioned model folder atomically.
 
     Args:

@@ -36,8 +36,10 @@ def confusion(matrix: list[list[int]], labels: list[str], path: Path, title: str
     m = np.asarray(matrix, dtype=float)
     norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-    for ax, data, fmt, sub in ((axes[0], m, "{:.0f}", "counts"),
-                               (axes[1], norm, "{:.2f}", "row-normalised (recall)")):
+    for ax, data, fmt, sub in (
+        (axes[0], m, "{:.0f}", "counts"),
+        (axes[1], norm, "{:.2f}", "row-normalised (recall)"),
+    ):
         ax.imshow(data, cmap="Blues")
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
         ax.set_yticks(range(len(labels)), labels)
@@ -47,8 +49,15 @@ def confusion(matrix: list[list[int]], labels: list[str], path: Path, title: str
         top = data.max() or 1
         for i in range(len(labels)):
             for j in range(len(labels)):
-                ax.text(j, i, fmt.format(data[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if data[i, j] > top / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    fmt.format(data[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if data[i, j] > top / 2 else "black",
+                )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -76,8 +85,9 @@ def sample_grid(samples: dict[str, list[Path]], classes: list[str], path: Path) 
     from PIL import Image
 
     cols = max((len(v) for v in samples.values()), default=1) or 1
-    fig, axes = plt.subplots(len(classes), cols, figsize=(1.6 * cols, 1.6 * len(classes)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(classes), cols, figsize=(1.6 * cols, 1.6 * len(classes)), squeeze=False
+    )
     for r, c in enumerate(classes):
         for k in range(cols):
             ax = axes[r][k]
@@ -98,7 +108,10 @@ def sample_grid(samples: dict[str, list[Path]], classes: list[str], path: Path) 
 def size_and_mode(sizes: dict[str, int], modes: dict[str, int], path: Path) -> None:
     """Bar charts of image sizes (most common) and colour modes."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
-    for ax, data, title in ((axes[0], sizes, "image size (w x h)"), (axes[1], modes, "colour mode")):
+    for ax, data, title in (
+        (axes[0], sizes, "image size (w x h)"),
+        (axes[1], modes, "colour mode"),
+    ):
         ax.bar(list(data), list(data.values()))
         ax.set_title(title)
         ax.tick_params(axis="x", rotation=45)

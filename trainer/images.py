@@ -75,8 +75,9 @@ def decode_all(paths: list[Path], size: int, max_bad: int = 100, workers: int = 
                 failed.append((paths[i], err))
                 if len(failed) > max_bad:
                     listing = "\n".join(f"  {p}: {e}" for p, e in failed[:20])
-                    raise DataError(f"more than {max_bad} unreadable images; stopping. "
-                                    f"First ones:\n{listing}")
+                    raise DataError(
+                        f"more than {max_bad} unreadable images; stopping. First ones:\n{listing}"
+                    )
                 continue
             out[len(ok)], h, s = res
             ok.append(i)

@@ -36,10 +36,14 @@ def _base(cfg: TrainConfig) -> keras.Model:
     weights = None if cfg.base_weights == "none" else cfg.base_weights
     try:
         return keras.applications.MobileNetV2(
-            input_shape=(cfg.input_size, cfg.input_size, 3), alpha=cfg.alpha,
-            include_top=False, weights=weights)
+            input_shape=(cfg.input_size, cfg.input_size, 3),
+            alpha=cfg.alpha,
+            include_top=False,
+            weights=weights,
+        )
     except (ValueError, OSError) as e:
-        raise TrainerError(f"cannot build MobileNetV2 with weights {cfg.base_weights!r}: {e}")
+        msg = f"cannot build MobileNetV2 with weights {cfg.base_weights!r}: {e}"
+        raise TrainerError(msg) from e
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> tuple[keras.Model, keras.Model]:

@@ -8,8 +8,9 @@ import tensorflow as tf
 from trainer.splits import Split
 
 
-def train_dataset(split: Split, batch: int, seed: int, augment=None,
-                  class_weight: dict[int, float] | None = None) -> tf.data.Dataset:
+def train_dataset(
+    split: Split, batch: int, seed: int, augment=None, class_weight: dict[int, float] | None = None
+) -> tf.data.Dataset:
     """Shuffled, batched, augmented batches of (uint8 image, target[, sample weight])."""
     parts = [split.images, split.targets]
     if class_weight is not None:

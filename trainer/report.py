@@ -8,10 +8,12 @@ from trainer.evaluate import markdown_table
 def _metrics_section(meta: dict) -> str:
     parts = []
     for name, res in meta.get("metrics", {}).items():
-        parts.append(f"### {name} split ({res['images']} images)\n\n"
-                     f"Accuracy **{res['accuracy']:.4f}**, macro F1 **{res['macro_f1']:.4f}**."
-                     f"\n\n{markdown_table(res, meta['labels'])}\n\n"
-                     f"![confusion matrix](confusion_{name}.png)\n")
+        parts.append(
+            f"### {name} split ({res['images']} images)\n\n"
+            f"Accuracy **{res['accuracy']:.4f}**, macro F1 **{res['macro_f1']:.4f}**."
+            f"\n\n{markdown_table(res, meta['labels'])}\n\n"
+            f"![confusion matrix](confusion_{name}.png)\n"
+        )
     return "\n".join(parts) or "No evaluation was run.\n"
 
 
@@ -21,42 +23,45 @@ def model_card(meta: dict) -> str:
     ds = meta["dataset"]
     hist = meta.get("history", [])
     per_epoch = [h["images_per_second"] for h in hist if "images_per_second" in h]
-    labels_src = (f"CSV `{t['labels']}` column `{t['label_column']}`"
-                  + (" with vote-distribution soft labels" if t["soft_labels"] else "")
-                  if t["labels"] else "class-folder names")
-    return f"""# {meta['name']} model, version {meta['version']}
+    labels_src = (
+        f"CSV `{t['labels']}` column `{t['label_column']}`"
+        + (" with vote-distribution soft labels" if t["soft_labels"] else "")
+        if t["labels"]
+        else "class-folder names"
+    )
+    return f"""# {meta["name"]} model, version {meta["version"]}
 
-Facial emotion classifier: one face crop in, probabilities of {', '.join(meta['labels'])} out.
+Facial emotion classifier: one face crop in, probabilities of {", ".join(meta["labels"])} out.
 
 ## Contract
 
-- Input: uint8 `{meta['input']['shape']}`, gray face repeated to 3 channels
-  (`{meta['preprocessing']['color']}`), resized with OpenCV
-  {meta['preprocessing']['resize_shrink']} / {meta['preprocessing']['resize_enlarge']};
+- Input: uint8 `{meta["input"]["shape"]}`, gray face repeated to 3 channels
+  (`{meta["preprocessing"]["color"]}`), resized with OpenCV
+  {meta["preprocessing"]["resize_shrink"]} / {meta["preprocessing"]["resize_enlarge"]};
   scaling is inside the model.
-- Face crop: detector box made square and scaled by {meta['face_crop']['scale']}.
-- Signature `{meta['signature']}` of the SavedModel; labels in `labels.json`.
+- Face crop: detector box made square and scaled by {meta["face_crop"]["scale"]}.
+- Signature `{meta["signature"]}` of the SavedModel; labels in `labels.json`.
 
 ## Data
 
-- Source: `{t['data']}`, labels from {labels_src}.
-- Images per split: {ds['images']}; per class: {ds['per_class']}.
-- Dropped: {ds['dropped'] or 'nothing'}; skipped while reading: {ds['skipped'] or 'nothing'}.
-- Dataset fingerprint `{ds['fingerprint']}`.
+- Source: `{t["data"]}`, labels from {labels_src}.
+- Images per split: {ds["images"]}; per class: {ds["per_class"]}.
+- Dropped: {ds["dropped"] or "nothing"}; skipped while reading: {ds["skipped"] or "nothing"}.
+- Dataset fingerprint `{ds["fingerprint"]}`.
 
 ## Recipe
 
-Recipe `{t['recipe']}`: MobileNetV2 (alpha {t['alpha']}, base weights `{meta['base_weights']}`),
-{t['input_size']} px, global average pooling, dropout {t['dropout']}, softmax.
-Stage 1: base frozen, {t['stage1_epochs']} epoch(s) at {t['stage1_lr']}.
-Stage 2: {'all' if t['unfreeze'] == 0 else 'the last ' + str(t['unfreeze'])} base layers
-trainable, BatchNorm {t['bn_mode']}, {t['stage2_epochs']} epoch(s) at {t['stage2_lr']}
-({t['lr_schedule']} schedule), early stopping patience {t['early_stopping']}.
-Batch {t['batch_size']}, class weights `{t['class_weight']}`, label smoothing
-{t['label_smoothing']}, augmentation: flip {t['flip']}, rotation {t['rotation']} deg,
-shift {t['shift']}, shear {t['shear']}, zoom {t['zoom']}. Seed {t['seed']}.
-Best epoch (stage, epoch): {meta.get('best_epoch')}; stopped early: {meta.get('stopped_early')}.
-Training time {meta.get('train_seconds', 0) / 60:.0f} min, about
+Recipe `{t["recipe"]}`: MobileNetV2 (alpha {t["alpha"]}, base weights `{meta["base_weights"]}`),
+{t["input_size"]} px, global average pooling, dropout {t["dropout"]}, softmax.
+Stage 1: base frozen, {t["stage1_epochs"]} epoch(s) at {t["stage1_lr"]}.
+Stage 2: {"all" if t["unfreeze"] == 0 else "the last " + str(t["unfreeze"])} base layers
+trainable, BatchNorm {t["bn_mode"]}, {t["stage2_epochs"]} epoch(s) at {t["stage2_lr"]}
+({t["lr_schedule"]} schedule), early stopping patience {t["early_stopping"]}.
+Batch {t["batch_size"]}, class weights `{t["class_weight"]}`, label smoothing
+{t["label_smoothing"]}, augmentation: flip {t["flip"]}, rotation {t["rotation"]} deg,
+shift {t["shift"]}, shear {t["shear"]}, zoom {t["zoom"]}. Seed {t["seed"]}.
+Best epoch (stage, epoch): {meta.get("best_epoch")}; stopped early: {meta.get("stopped_early")}.
+Training time {meta.get("train_seconds", 0) / 60:.0f} min, about
 {(sum(per_epoch) / len(per_epoch)) if per_epoch else 0:.0f} images/s per epoch on the
 training machine.
 
@@ -74,6 +79,6 @@ training machine.
   person feels. Rare classes (disgust, fear) have few training images and the lowest recall.
 - Do not use it to make decisions about people (hiring, policing, health).
 
-Built with TensorFlow {meta['tensorflow']}, Keras {meta['keras']}, code revision
-`{meta['code_revision']}`, on {meta['created']}.
+Built with TensorFlow {meta["tensorflow"]}, Keras {meta["keras"]}, code revision
+`{meta["code_revision"]}`, on {meta["created"]}.
 """

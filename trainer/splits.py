@@ -52,8 +52,14 @@ def _targets(samples: list[Sample], n: int) -> np.ndarray:
     return out
 
 
-def decode_split(samples: list[Sample], n_classes: int, size: int, max_bad: int,
-                 drop_blank: bool, report: Prepared) -> Split:
+def decode_split(
+    samples: list[Sample],
+    n_classes: int,
+    size: int,
+    max_bad: int,
+    drop_blank: bool,
+    report: Prepared,
+) -> Split:
     """Decode samples; unreadable (and optionally blank) images are dropped and recorded."""
     dec = decode_all([s.path for s in samples], size, max_bad=max_bad)
     report.unreadable += [f"{p}: {e}" for p, e in dec.failed]
@@ -63,14 +69,19 @@ def decode_split(samples: list[Sample], n_classes: int, size: int, max_bad: int,
         keep = [i for i in keep if dec.stds[i] >= BLANK_STD]
         report.dropped["blank"] += len(dec.ok) - len(keep)
     kept = [samples[dec.ok[i]] for i in keep]
-    return Split(dec.images[keep], np.array([s.label for s in kept], np.int32),
-                 _targets(kept, n_classes), [dec.hashes[i] for i in keep])
+    return Split(
+        dec.images[keep],
+        np.array([s.label for s in kept], np.int32),
+        _targets(kept, n_classes),
+        [dec.hashes[i] for i in keep],
+    )
 
 
 def subset(split: Split, idx) -> Split:
     idx = np.asarray(idx, dtype=np.int64)
-    return Split(split.images[idx], split.labels[idx], split.targets[idx],
-                 [split.hashes[i] for i in idx])
+    return Split(
+        split.images[idx], split.labels[idx], split.targets[idx], [split.hashes[i] for i in idx]
+    )
 
 
 def drop_duplicates(splits: dict[str, Split], report: Prepared) -> None:
@@ -100,8 +111,12 @@ def prepare(ds: Dataset, cfg: TrainConfig) -> Prepared:
             report.splits["train" if name == "all" else name] = split
     if "val" not in report.splits:
         train = report.splits["train"]
-        tr, va = train_test_split(np.arange(len(train)), test_size=cfg.val_fraction,
-                                  random_state=cfg.seed, stratify=_stratify(train.labels))
+        tr, va = train_test_split(
+            np.arange(len(train)),
+            test_size=cfg.val_fraction,
+            random_state=cfg.seed,
+            stratify=_stratify(train.labels),
+        )
         report.splits["train"], report.splits["val"] = subset(train, tr), subset(train, va)
     if cfg.drop_duplicates:
         drop_duplicates(report.splits, report)

@@ -21,8 +21,17 @@ from trainer.pipeline import eval_dataset, train_dataset
 from trainer.splits import Prepared, class_weights, prepare
 
 log = logging.getLogger("trainer")
-HISTORY_FIELDS = ["stage", "epoch", "loss", "accuracy", "val_loss", "val_accuracy",
-                  "learning_rate", "seconds", "images_per_second"]
+HISTORY_FIELDS = [
+    "stage",
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "seconds",
+    "images_per_second",
+]
 
 
 class EpochLoop(keras.callbacks.Callback):
@@ -30,8 +39,16 @@ class EpochLoop(keras.callbacks.Callback):
     early stopping and write a checkpoint. Its state lives in the checkpoint so a resumed
     run carries on where the killed one stopped."""
 
-    def __init__(self, run_dir: Path, state: dict, stage: int, epochs: int, remaining: int,
-                 patience: int, images: int):
+    def __init__(
+        self,
+        run_dir: Path,
+        state: dict,
+        stage: int,
+        epochs: int,
+        remaining: int,
+        patience: int,
+        images: int,
+    ):
         super().__init__()
         self.run_dir, self.state, self.stage, self.epochs = run_dir, state, stage, epochs
         self.remaining, self.patience, self.images = remaining, patience, images
@@ -44,10 +61,14 @@ class EpochLoop(keras.callbacks.Callback):
         logs, st = logs or {}, self.state
         secs = time.monotonic() - self.t0
         lr = self.model.optimizer.learning_rate
-        row = {"stage": self.stage, "epoch": epoch + 1, "seconds": round(secs, 1),
-               "learning_rate": float(np.asarray(lr)),
-               "images_per_second": round(self.images / secs, 1),
-               **{k: round(float(logs[k]), 5) for k in HISTORY_FIELDS if k in logs}}
+        row = {
+            "stage": self.stage,
+            "epoch": epoch + 1,
+            "seconds": round(secs, 1),
+            "learning_rate": float(np.asarray(lr)),
+            "images_per_second": round(self.images / secs, 1),
+            **{k: round(float(logs[k]), 5) for k in HISTORY_FIELDS if k in logs},
+        }
         st["history"].append(row)
         _append_csv(self.run_dir / "history.csv", row)
         val_loss = float(logs.get("val_loss", np.inf))
@@ -62,11 +83,14 @@ class EpochLoop(keras.callbacks.Callback):
             st["stopped_early"] = True
         checkpoint.save(self.run_dir, self.model, st)
         self.remaining -= 1
-        print(f"stage {self.stage} epoch {epoch + 1}/{self.epochs}  "
-              f"loss {row.get('loss', 0):.4f} acc {row.get('accuracy', 0):.4f}  "
-              f"val_loss {val_loss:.4f} val_acc {row.get('val_accuracy', 0):.4f}  "
-              f"lr {row['learning_rate']:.2e}  {secs:.0f}s ({row['images_per_second']} img/s)"
-              f"  ETA {self.remaining * secs / 60:.0f} min", flush=True)
+        print(
+            f"stage {self.stage} epoch {epoch + 1}/{self.epochs}  "
+            f"loss {row.get('loss', 0):.4f} acc {row.get('accuracy', 0):.4f}  "
+            f"val_loss {val_loss:.4f} val_acc {row.get('val_accuracy', 0):.4f}  "
+            f"lr {row['learning_rate']:.2e}  {secs:.0f}s ({row['images_per_second']} img/s)"
+            f"  ETA {self.remaining * secs / 60:.0f} min",
+            flush=True,
+        )
 
 
 def _append_csv(path: Path, row: dict) -> None:
@@ -97,14 +121,24 @@ def _optimizer(cfg: TrainConfig, stage: int, steps: int) -> keras.optimizers.Opt
 
 
 def _compile(model, cfg: TrainConfig, stage: int, steps: int) -> None:
-    model.compile(optimizer=_optimizer(cfg, stage, steps),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    model.compile(
+        optimizer=_optimizer(cfg, stage, steps),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
 
 
 def new_state() -> dict:
-    return {"stage": 1, "epoch": 0, "best_val_loss": float("inf"), "best_epoch": None,
-            "wait": 0, "history": [], "stopped_early": False, "finished": False}
+    return {
+        "stage": 1,
+        "epoch": 0,
+        "best_val_loss": float("inf"),
+        "best_epoch": None,
+        "wait": 0,
+        "history": [],
+        "stopped_early": False,
+        "finished": False,
+    }
 
 
 def fit(cfg: TrainConfig, run_dir: Path, prep: Prepared) -> keras.Model:
@@ -112,8 +146,10 @@ def fit(cfg: TrainConfig, run_dir: Path, prep: Prepared) -> keras.Model:
     keras.utils.set_random_seed(cfg.seed)
     state = checkpoint.load_state(run_dir) or new_state()
     if state["epoch"] or state["stage"] > 1:
-        print(f"resuming {run_dir}: stage {state['stage']}, {state['epoch']} epoch(s) done",
-              flush=True)
+        print(
+            f"resuming {run_dir}: stage {state['stage']}, {state['epoch']} epoch(s) done",
+            flush=True,
+        )
     train, val = prep.splits["train"], prep.splits["val"]
     weights = class_weights(train.labels, len(prep.classes), cfg.class_weight)
     aug = augmentation(cfg, cfg.seed)
@@ -121,13 +157,16 @@ def fit(cfg: TrainConfig, run_dir: Path, prep: Prepared) -> keras.Model:
     steps = int(np.ceil(len(train) / cfg.batch_size))
     strategy = strategy_for(cfg)
     devices = strategy.extended.worker_devices if cfg.distribute != "none" else ["default device"]
-    print(f"training on {strategy.num_replicas_in_sync} replica(s): {', '.join(devices)}",
-          flush=True)
+    print(
+        f"training on {strategy.num_replicas_in_sync} replica(s): {', '.join(devices)}", flush=True
+    )
     with strategy.scope():
         model, base = build_model(cfg, len(prep.classes))
     resumed = bool(state["history"])
     for stage, epochs in ((1, cfg.stage1_epochs), (2, cfg.stage2_epochs)):
-        done = state["epoch"] if state["stage"] == stage else (epochs if state["stage"] > stage else 0)
+        done = (
+            state["epoch"] if state["stage"] == stage else (epochs if state["stage"] > stage else 0)
+        )
         if epochs == 0 or done >= epochs or state["stopped_early"]:
             continue
         with strategy.scope():
@@ -139,17 +178,25 @@ def fit(cfg: TrainConfig, run_dir: Path, prep: Prepared) -> keras.Model:
         resumed = False
         if state["stage"] != stage:
             state.update(stage=stage, epoch=0, wait=0)
-        print(f"stage {stage}: {epochs} epoch(s), {n} trainable base layer(s), "
-              f"{len(train)} train / {len(val)} val images", flush=True)
+        print(
+            f"stage {stage}: {epochs} epoch(s), {n} trainable base layer(s), "
+            f"{len(train)} train / {len(val)} val images",
+            flush=True,
+        )
         remaining = epochs - done + (cfg.stage2_epochs if stage == 1 else 0)
-        loop = EpochLoop(run_dir, state, stage, epochs, remaining,
-                         cfg.early_stopping, len(train))
+        loop = EpochLoop(run_dir, state, stage, epochs, remaining, cfg.early_stopping, len(train))
         callbacks = [loop]
         if cfg.lr_schedule == "plateau":
             callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2))
         ds = train_dataset(train, cfg.batch_size, cfg.seed + stage, aug, weights)
-        model.fit(ds, validation_data=ds_val, epochs=epochs, initial_epoch=done,
-                  callbacks=callbacks, verbose=0)
+        model.fit(
+            ds,
+            validation_data=ds_val,
+            epochs=epochs,
+            initial_epoch=done,
+            callbacks=callbacks,
+            verbose=0,
+        )
     checkpoint.load_best(run_dir, model)
     state["finished"] = True
     (run_dir / "state.json").write_text(json.dumps(state, indent=2))
@@ -157,8 +204,13 @@ def fit(cfg: TrainConfig, run_dir: Path, prep: Prepared) -> keras.Model:
 
 
 def prepare_run(cfg: TrainConfig) -> Prepared:
-    ds = load_dataset(Path(cfg.data), Path(cfg.labels) if cfg.labels else None,
-                      cfg.label_column, cfg.soft_labels, cfg.min_votes)
+    ds = load_dataset(
+        Path(cfg.data),
+        Path(cfg.labels) if cfg.labels else None,
+        cfg.label_column,
+        cfg.soft_labels,
+        cfg.min_votes,
+    )
     prep = prepare(ds, cfg)
     prep.fingerprint = ds.fingerprint()  # type: ignore[attr-defined]
     prep.skipped = dict(ds.skipped)  # type: ignore[attr-defined]
@@ -173,8 +225,9 @@ def open_run(run_dir: Path, cfg: TrainConfig | None) -> TrainConfig:
             raise TrainerError(f"--resume {run_dir}: no config.json there; not a run folder")
         return TrainConfig.from_json(cfg_file.read_text())
     if cfg_file.exists():
-        raise TrainerError(f"{run_dir} already holds a run; use --resume {run_dir} or "
-                           "another --run-dir")
+        raise TrainerError(
+            f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_file.write_text(cfg.to_json())
     return cfg

@@ -19,8 +19,9 @@ from trainer.splits import Prepared, class_weights
 from trainer.train import fit, open_run, prepare_run
 
 
-def train_and_export(cfg: TrainConfig | None, run_dir: Path, models_dir: Path,
-                     version: int | None = None) -> Path:
+def train_and_export(
+    cfg: TrainConfig | None, run_dir: Path, models_dir: Path, version: int | None = None
+) -> Path:
     """Train (or resume, when ``cfg`` is None) in ``run_dir`` and export a new version."""
     t0 = time.monotonic()
     if cfg is None:
@@ -35,10 +36,15 @@ def train_and_export(cfg: TrainConfig | None, run_dir: Path, models_dir: Path,
     figures.training_curves(state["history"], run_dir / "training_curves.png")
     version = version or next_version(models_dir, cfg.name)
     meta = base_metadata(cfg.name, version, prep.classes, cfg.input_size)
-    meta.update(training=json.loads(cfg.to_json()), history=state["history"],
-                best_epoch=state["best_epoch"], stopped_early=state["stopped_early"],
-                base_weights=Path(cfg.base_weights).name, dataset=_data_meta(prep),
-                train_seconds=round(time.monotonic() - t0))
+    meta.update(
+        training=json.loads(cfg.to_json()),
+        history=state["history"],
+        best_epoch=state["best_epoch"],
+        stopped_early=state["stopped_early"],
+        base_weights=Path(cfg.base_weights).name,
+        dataset=_data_meta(prep),
+        train_seconds=round(time.monotonic() - t0),
+    )
     meta["metrics"] = {}
 
     def finish(exported: Exported, folder: Path) -> None:
@@ -47,8 +53,12 @@ def train_and_export(cfg: TrainConfig | None, run_dir: Path, models_dir: Path,
                 split = prep.splits[name]
                 res = metrics(split.labels, exported.predict(split.images), prep.classes)
                 meta["metrics"][name] = res
-                figures.confusion(res["confusion"], prep.classes,
-                                  folder / f"confusion_{name}.png", f"{name} split")
+                figures.confusion(
+                    res["confusion"],
+                    prep.classes,
+                    folder / f"confusion_{name}.png",
+                    f"{name} split",
+                )
         curves = run_dir / "training_curves.png"
         if curves.exists():
             (folder / curves.name).write_bytes(curves.read_bytes())
@@ -64,8 +74,10 @@ def _data_meta(prep: Prepared) -> dict:
     return {
         "fingerprint": getattr(prep, "fingerprint", ""),
         "images": {k: len(v) for k, v in prep.splits.items()},
-        "per_class": {k: np.bincount(v.labels, minlength=len(prep.classes)).tolist()
-                      for k, v in prep.splits.items()},
+        "per_class": {
+            k: np.bincount(v.labels, minlength=len(prep.classes)).tolist()
+            for k, v in prep.splits.items()
+        },
         "dropped": dict(prep.dropped),
         "skipped": getattr(prep, "skipped", {}),
         "unreadable": prep.unreadable[:50],
@@ -75,22 +87,37 @@ def _data_meta(prep: Prepared) -> dict:
 def _print_data_summary(prep: Prepared, cfg: TrainConfig) -> None:
     for name, split in prep.splits.items():
         counts = np.bincount(split.labels, minlength=len(prep.classes))
-        print(f"{name}: {len(split)} images  " +
-              "  ".join(f"{c}={n}" for c, n in zip(prep.classes, counts, strict=True)))
+        print(
+            f"{name}: {len(split)} images  "
+            + "  ".join(f"{c}={n}" for c, n in zip(prep.classes, counts, strict=True))
+        )
     if prep.dropped:
         print("dropped: " + ", ".join(f"{k}={v}" for k, v in prep.dropped.items() if v))
     for line in prep.unreadable[:20]:
         print(f"skipped unreadable image {line}")
     w = class_weights(prep.splits["train"].labels, len(prep.classes), cfg.class_weight)
     if w:
-        print("class weights (" + cfg.class_weight + "): " +
-              ", ".join(f"{c}={w[i]:.2f}" for i, c in enumerate(prep.classes)))
+        print(
+            "class weights ("
+            + cfg.class_weight
+            + "): "
+            + ", ".join(f"{c}={w[i]:.2f}" for i, c in enumerate(prep.classes))
+        )
 
 
-def evaluate_command(model_dir: Path, data: Path, *, labels: Path | None = None,
-                     label_column: str = "label", split: str | None = None,
-                     exclude_duplicates_of: Path | None = None, drop_blank: bool = False,
-                     flip_tta: bool = False, out: Path | None = None, title: str = "") -> dict:
+def evaluate_command(
+    model_dir: Path,
+    data: Path,
+    *,
+    labels: Path | None = None,
+    label_column: str = "label",
+    split: str | None = None,
+    exclude_duplicates_of: Path | None = None,
+    drop_blank: bool = False,
+    flip_tta: bool = False,
+    out: Path | None = None,
+    title: str = "",
+) -> dict:
     """Metrics of the exported model on ``data`` (optionally one split, de-duplicated)."""
     exported = load_exported(model_dir)
     ds = load_dataset(data, labels, label_column, require_all=False)
@@ -113,8 +140,13 @@ def evaluate_command(model_dir: Path, data: Path, *, labels: Path | None = None,
     y = np.array([samples[dec.ok[i]].label for i in keep])
     probs = exported.predict(dec.images[keep], flip_tta=flip_tta)
     res = metrics(y, probs, exported.labels)
-    res.update(dropped=dropped, flip_tta=flip_tta, data=str(data), split=split or "all",
-               model=f"{exported.metadata['name']}/{exported.metadata['version']}")
+    res.update(
+        dropped=dropped,
+        flip_tta=flip_tta,
+        data=str(data),
+        split=split or "all",
+        model=f"{exported.metadata['name']}/{exported.metadata['version']}",
+    )
     if out is not None:
         _write_eval(res, exported.labels, out, title or f"{data.name} {split or 'all'}")
     return res
@@ -134,7 +166,9 @@ def _write_eval(res: dict, labels: list[str], out: Path, title: str) -> None:
     slug = "".join(c if c.isalnum() else "_" for c in title).strip("_").lower()
     (out / f"{slug}.json").write_text(json.dumps(res, indent=2) + "\n")
     figures.confusion(res["confusion"], labels, out / f"{slug}_confusion.png", title)
-    md = (f"## {title}\n\n{res['images']} images, accuracy {res['accuracy']:.4f}, macro F1 "
-          f"{res['macro_f1']:.4f}, flip TTA {'on' if res['flip_tta'] else 'off'}; dropped "
-          f"{res['dropped']}\n\n{markdown_table(res, labels)}\n")
+    md = (
+        f"## {title}\n\n{res['images']} images, accuracy {res['accuracy']:.4f}, macro F1 "
+        f"{res['macro_f1']:.4f}, flip TTA {'on' if res['flip_tta'] else 'off'}; dropped "
+        f"{res['dropped']}\n\n{markdown_table(res, labels)}\n"
+    )
     (out / f"{slug}.md").write_text(md)

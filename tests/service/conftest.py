@@ -25,10 +25,11 @@ class FakeModel:
     def __init__(self, ready: bool = True, input_size: int = 48):
         self.name, self.version, self.labels = "fake", "7", list(CLASSES)
         self.input_size = input_size
-        self.metadata = {"preprocessing": {"resize_shrink": "INTER_AREA",
-                                           "resize_enlarge": "INTER_LINEAR"},
-                         "face_crop": {"square": True, "scale": 1.1},
-                         "metrics": {"test": {"images": 10, "accuracy": 0.5, "macro_f1": 0.4}}}
+        self.metadata = {
+            "preprocessing": {"resize_shrink": "INTER_AREA", "resize_enlarge": "INTER_LINEAR"},
+            "face_crop": {"square": True, "scale": 1.1},
+            "metrics": {"test": {"images": 10, "accuracy": 0.5, "macro_f1": 0.4}},
+        }
         self.ready, self.warm, self.error = ready, ready, None
         self.batches: list[np.ndarray] = []
 
@@ -69,15 +70,15 @@ class CheckedClient(FlaskClient):
     def open(self, *args, **kwargs):
         resp = super().open(*args, **kwargs)
         if resp.request.path != "/metrics" and not getattr(self, "unchecked", False):
-            SPEC.validate_response(_SentRequest(resp.request),
-                                   WerkzeugOpenAPIResponse(resp))
+            SPEC.validate_response(_SentRequest(resp.request), WerkzeugOpenAPIResponse(resp))
         return resp
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings.from_env({}, model_dir=tmp_path / "none", json_logs=False, max_upload_mb=1.0,
-                             max_pixels=4_000_000)
+    return Settings.from_env(
+        {}, model_dir=tmp_path / "none", json_logs=False, max_upload_mb=1.0, max_pixels=4_000_000
+    )
 
 
 @pytest.fixture

@@ -26,7 +26,9 @@ def test_multipart_returns_faces_largest_first_with_all_fields(client, model):
     assert (body["width"], body["height"]) == (240, 160)
     assert body["model"] == {"name": "fake", "version": "7"}
     assert [f["box"] for f in body["faces"]] == [
-        {"x": 100, "y": 20, "width": 80, "height": 90}, {"x": 10, "y": 10, "width": 40, "height": 40}]
+        {"x": 100, "y": 20, "width": 80, "height": 90},
+        {"x": 10, "y": 10, "width": 40, "height": 40},
+    ]
     face = body["faces"][0]
     assert face["detector_score"] == 0.95
     assert set(face["probabilities"]) == set(CLASSES)
@@ -39,8 +41,9 @@ def test_multipart_returns_faces_largest_first_with_all_fields(client, model):
 def test_raw_body_and_base64_json_give_the_same_answer(client):
     raw = client.post("/predict", data=photo(), content_type="image/jpeg").json
     js = client.post("/predict", json={"image": base64.b64encode(photo()).decode()}).json
-    url = client.post("/predict", json={"image": "data:image/jpeg;base64,"
-                                        + base64.b64encode(photo()).decode()}).json
+    url = client.post(
+        "/predict", json={"image": "data:image/jpeg;base64," + base64.b64encode(photo()).decode()}
+    ).json
     assert raw["faces"] == js["faces"] == url["faces"]
 
 
@@ -48,10 +51,13 @@ def test_options_from_query_form_and_json(client, model):
     r = client.post("/predict?max_faces=1&top_k=7", data=photo(), content_type="image/jpeg")
     assert len(r.json["faces"]) == 1 and r.json["faces_detected"] == 2
     assert len(r.json["faces"][0]["top"]) == 7
-    r = client.post("/predict", data={"image": (io.BytesIO(photo()), "p.jpg"),
-                                      "min_face_size": "50"})
+    r = client.post(
+        "/predict", data={"image": (io.BytesIO(photo()), "p.jpg"), "min_face_size": "50"}
+    )
     assert [f["box"]["width"] for f in r.json["faces"]] == [80]
-    r = client.post("/predict", json={"image": base64.b64encode(photo()).decode(), "annotate": True})
+    r = client.post(
+        "/predict", json={"image": base64.b64encode(photo()).decode(), "annotate": True}
+    )
     annotated = Image.open(io.BytesIO(base64.b64decode(r.json["annotated_image"])))
     assert annotated.size == (240, 160)
 
@@ -63,7 +69,10 @@ def test_detect_false_classifies_the_whole_image(client, detector):
     assert dark.json["whole_image"] is True and dark.json["detector"] == "none"
     assert dark.json["faces"][0]["box"] == {"x": 0, "y": 0, "width": 240, "height": 160}
     assert dark.json["faces"][0]["detector_score"] is None
-    assert (dark.json["faces"][0]["emotion"], bright.json["faces"][0]["emotion"]) == ("angry", "surprise")
+    assert (dark.json["faces"][0]["emotion"], bright.json["faces"][0]["emotion"]) == (
+        "angry",
+        "surprise",
+    )
 
 
 def test_no_face_is_200_with_empty_list(settings, model):
@@ -81,8 +90,11 @@ def test_small_square_crop_without_detection_is_classified_whole(settings, model
 
 
 def test_batch_keeps_order_and_isolates_bad_images(client):
-    files = [(io.BytesIO(photo()), "a.jpg"), (io.BytesIO(b"junk"), "b.jpg"),
-             (io.BytesIO(photo(value=250)), "c.jpg")]
+    files = [
+        (io.BytesIO(photo()), "a.jpg"),
+        (io.BytesIO(b"junk"), "b.jpg"),
+        (io.BytesIO(photo(value=250)), "c.jpg"),
+    ]
     r = client.post("/predict/batch?detect=false", data={"image": files})
     assert r.status_code == 200
     res = r.json["results"]
@@ -147,8 +159,12 @@ def test_api_key_guards_predict_only(settings, model, detector):
 def test_request_id_is_echoed_or_made(client):
     r = client.get("/health", headers={"X-Request-ID": "abc-123"})
     assert r.headers["X-Request-ID"] == "abc-123"
-    r = client.post("/predict", data=b"", content_type="image/jpeg",
-                    headers={"X-Request-ID": "bad id with spaces"})
+    r = client.post(
+        "/predict",
+        data=b"",
+        content_type="image/jpeg",
+        headers={"X-Request-ID": "bad id with spaces"},
+    )
     made = r.headers["X-Request-ID"]
     assert made != "bad id with spaces" and len(made) == 32
     assert r.json["request_id"] == made
@@ -157,7 +173,11 @@ def test_request_id_is_echoed_or_made(client):
 def test_metrics_count_requests_stages_faces_and_emotions(client):
     def value(text, name):
         for line in text.splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{") and line.split(" ")[0] == name:
+            if (
+                line.startswith(name + " ")
+                or line.startswith(name + "{")
+                and line.split(" ")[0] == name
+            ):
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
@@ -176,11 +196,14 @@ def test_metrics_count_requests_stages_faces_and_emotions(client):
     assert "fer_faces_per_image_bucket" in text and "fer_http_requests_in_flight" in text
 
 
-@pytest.mark.parametrize("path,method,status,code", [
-    ("/nope", "get", 404, "not_found"),
-    ("/predict", "get", 405, "method_not_allowed"),
-    ("/health", "post", 405, "method_not_allowed"),
-])
+@pytest.mark.parametrize(
+    "path,method,status,code",
+    [
+        ("/nope", "get", 404, "not_found"),
+        ("/predict", "get", 405, "method_not_allowed"),
+        ("/health", "post", 405, "method_not_allowed"),
+    ],
+)
 def test_unknown_routes_and_methods_are_json(client, path, method, status, code):
     client.unchecked = True  # these paths / methods are, rightly, not in the spec
     r = getattr(client, method)(path)

@@ -28,8 +28,11 @@ def _encode(im: Image.Image, fmt: str, **kw) -> bytes:
 
 def _bomb_png(side: int) -> bytes:
     """A valid PNG header claiming side x side pixels, in a few hundred bytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     row = b"\x00" + b"\x00" * side
@@ -41,7 +44,12 @@ def _huge_iccp_png() -> bytes:
     good = _png(np.zeros((8, 8), np.uint8))
     profile = zlib.compress(b"\x00" * 50_000_000, 9)  # ~50 MB once inflated
     data = b"icc\x00\x00" + profile
-    chunk = struct.pack(">I", len(data)) + b"iCCP" + data + struct.pack(">I", zlib.crc32(b"iCCP" + data))
+    chunk = (
+        struct.pack(">I", len(data))
+        + b"iCCP"
+        + data
+        + struct.pack(">I", zlib.crc32(b"iCCP" + data))
+    )
     return good[:33] + chunk + good[33:]
 
 
@@ -57,16 +65,34 @@ RAW_CASES = [
     ("decompression bomb", _bomb_png(30_000), "image/png", 413, "image_too_large"),
     ("huge iCCP chunk", _huge_iccp_png(), "image/png", None, None),
     ("PDF", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", "image/png", 400, "bad_image"),
-    ("ICO format", _encode(Image.fromarray(RGB), "ICO"), "image/x-icon", 415, "unsupported_media_type"),
+    (
+        "ICO format",
+        _encode(Image.fromarray(RGB), "ICO"),
+        "image/x-icon",
+        415,
+        "unsupported_media_type",
+    ),
     ("1x1 image", _png(np.zeros((1, 1), np.uint8)), "image/png", 200, None),
     ("CMYK JPEG", _encode(Image.fromarray(RGB).convert("CMYK"), "JPEG"), "image/jpeg", 200, None),
-    ("16-bit PNG", _encode(Image.fromarray(GRAY.astype(np.uint16) * 256), "PNG"), "image/png", 200, None),
+    (
+        "16-bit PNG",
+        _encode(Image.fromarray(GRAY.astype(np.uint16) * 256), "PNG"),
+        "image/png",
+        200,
+        None,
+    ),
     ("RGBA PNG", _png(np.dstack([RGB, np.full((64, 64), 128, np.uint8)])), "image/png", 200, None),
     ("palette GIF", _encode(Image.fromarray(RGB).convert("P"), "GIF"), "image/gif", 200, None),
     ("WebP", _encode(Image.fromarray(RGB), "WEBP"), "image/webp", 200, None),
     ("BMP", _encode(Image.fromarray(RGB), "BMP"), "image/bmp", 200, None),
     ("TIFF", _encode(Image.fromarray(RGB), "TIFF"), "image/tiff", 200, None),
-    ("float TIFF", _encode(Image.fromarray(GRAY.astype(np.float32)), "TIFF"), "image/tiff", 200, None),
+    (
+        "float TIFF",
+        _encode(Image.fromarray(GRAY.astype(np.float32)), "TIFF"),
+        "image/tiff",
+        200,
+        None,
+    ),
     ("wrong content type", jpeg_bytes(RGB), "text/plain", 415, "unsupported_media_type"),
     ("no content type", jpeg_bytes(RGB), "", 415, "unsupported_media_type"),
     ("upload over the limit", b"\xff" * (1024 * 1024 + 10), "image/jpeg", 413, "payload_too_large"),
@@ -99,24 +125,47 @@ def test_exif_rotation_is_applied(client):
     im = Image.fromarray(np.zeros((100, 200, 3), np.uint8))  # 200 wide, 100 high
     exif = im.getexif()
     exif[0x0112] = 6  # rotate 90 degrees on display
-    r = client.post("/predict?detect=false", data=_encode(im, "JPEG", exif=exif.tobytes()),
-                    content_type="image/jpeg")
+    r = client.post(
+        "/predict?detect=false",
+        data=_encode(im, "JPEG", exif=exif.tobytes()),
+        content_type="image/jpeg",
+    )
     assert (r.json["width"], r.json["height"]) == (100, 200)
 
 
 FORM_CASES = [
     ("wrong field name", {"file": (io.BytesIO(jpeg_bytes(RGB)), "a.jpg")}, 400, "bad_request"),
-    ("two files", {"image": [(io.BytesIO(jpeg_bytes(RGB)), "a.jpg"),
-                             (io.BytesIO(jpeg_bytes(RGB)), "b.jpg")]}, 400, "bad_request"),
+    (
+        "two files",
+        {"image": [(io.BytesIO(jpeg_bytes(RGB)), "a.jpg"), (io.BytesIO(jpeg_bytes(RGB)), "b.jpg")]},
+        400,
+        "bad_request",
+    ),
     ("zero-size file", {"image": (io.BytesIO(b""), "a.jpg")}, 400, "bad_image"),
-    ("unknown option", {"image": (io.BytesIO(jpeg_bytes(RGB)), "a.jpg"), "colour": "1"}, 422,
-     "invalid_options"),
-    ("out-of-range option", {"image": (io.BytesIO(jpeg_bytes(RGB)), "a.jpg"), "top_k": "0"}, 422,
-     "invalid_options"),
-    ("non-numeric option", {"image": (io.BytesIO(jpeg_bytes(RGB)), "a.jpg"), "max_faces": "many"},
-     422, "invalid_options"),
-    ("non-UTF-8 form field", {"image": (io.BytesIO(jpeg_bytes(RGB)), "a.jpg"),
-                              "detect": b"\xff\xfe".decode("latin-1")}, 422, "invalid_options"),
+    (
+        "unknown option",
+        {"image": (io.BytesIO(jpeg_bytes(RGB)), "a.jpg"), "colour": "1"},
+        422,
+        "invalid_options",
+    ),
+    (
+        "out-of-range option",
+        {"image": (io.BytesIO(jpeg_bytes(RGB)), "a.jpg"), "top_k": "0"},
+        422,
+        "invalid_options",
+    ),
+    (
+        "non-numeric option",
+        {"image": (io.BytesIO(jpeg_bytes(RGB)), "a.jpg"), "max_faces": "many"},
+        422,
+        "invalid_options",
+    ),
+    (
+        "non-UTF-8 form field",
+        {"image": (io.BytesIO(jpeg_bytes(RGB)), "a.jpg"), "detect": b"\xff\xfe".decode("latin-1")},
+        422,
+        "invalid_options",
+    ),
 ]
 
 
@@ -133,8 +182,12 @@ JSON_CASES = [
     ("malformed base64", {"image": "not base64!!"}, 400, "bad_image"),
     ("image not a string", {"image": 12}, 400, "bad_image"),
     ("no image key", {"picture": "abc"}, 400, "bad_request"),
-    ("option of wrong type", {"image": base64.b64encode(jpeg_bytes(RGB)).decode(), "detect": "maybe"},
-     422, "invalid_options"),
+    (
+        "option of wrong type",
+        {"image": base64.b64encode(jpeg_bytes(RGB)).decode(), "detect": "maybe"},
+        422,
+        "invalid_options",
+    ),
     ("JSON array", [1, 2], 400, "bad_request"),
 ]
 

@@ -41,16 +41,31 @@ def _write_csv(path: Path, rows: list[dict]) -> Path:
 
 
 def _ferplus_row(file, usage, label, votes):
-    names = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
-             "contempt", "unknown", "NF"]
-    return {"file": file, "usage": usage, "ferplus_label": label, **dict(zip(names, votes))}
+    names = [
+        "neutral",
+        "happiness",
+        "surprise",
+        "sadness",
+        "anger",
+        "disgust",
+        "fear",
+        "contempt",
+        "unknown",
+        "NF",
+    ]
+    votes_by_name = dict(zip(names, votes, strict=True))
+    return {"file": file, "usage": usage, "ferplus_label": label, **votes_by_name}
 
 
 def test_csv_soft_labels_drop_single_votes_and_non_emotions(tmp_path):
     write_dataset(tmp_path, {"train": 1, "test": 1})
-    rows = [_ferplus_row("train/happy/train_0.jpg", "Training", "happy", [2, 6, 1, 0, 0, 0, 0, 1, 0, 0]),
-            _ferplus_row("train/sad/train_0.jpg", "Training", "", [3, 0, 0, 3, 0, 0, 0, 0, 4, 0]),
-            _ferplus_row("test/fear/test_0.jpg", "PrivateTest", "fear", [0, 0, 2, 0, 0, 0, 8, 0, 0, 0])]
+    rows = [
+        _ferplus_row(
+            "train/happy/train_0.jpg", "Training", "happy", [2, 6, 1, 0, 0, 0, 0, 1, 0, 0]
+        ),
+        _ferplus_row("train/sad/train_0.jpg", "Training", "", [3, 0, 0, 3, 0, 0, 0, 0, 4, 0]),
+        _ferplus_row("test/fear/test_0.jpg", "PrivateTest", "fear", [0, 0, 2, 0, 0, 0, 8, 0, 0, 0]),
+    ]
     for c in CLASSES:  # every class needs an image in train
         rows.append(_ferplus_row(f"train/{c}/train_0.jpg", "Training", c, [0] * 10))
     ds = scan_csv(tmp_path, _write_csv(tmp_path / "l.csv", rows), "ferplus_label", soft=True)
@@ -67,17 +82,24 @@ def test_csv_soft_labels_drop_single_votes_and_non_emotions(tmp_path):
 def test_unknown_csv_label_is_a_clear_error(tmp_path, capsys):
     write_dataset(tmp_path, {"": 2})
     _write_csv(tmp_path / "l.csv", [{"file": "happy/img_0.jpg", "label": "joy"}])
-    rc, err = run_cli(["train", str(tmp_path), "--labels", str(tmp_path / "l.csv"),
-                       "--base-weights", "none"], capsys)
+    rc, err = run_cli(
+        ["train", str(tmp_path), "--labels", str(tmp_path / "l.csv"), "--base-weights", "none"],
+        capsys,
+    )
     assert rc == 2 and "unknown label(s)" in err and "joy" in err
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda p: p / "missing", "does not exist"),
-    (lambda p: p, "is empty"),
-    (lambda p: (p / "happy").mkdir() or (p / "happy" / "a.jpg").write_bytes(b"") or p,
-     "at least 2 are needed"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda p: p / "missing", "does not exist"),
+        (lambda p: p, "is empty"),
+        (
+            lambda p: (p / "happy").mkdir() or (p / "happy" / "a.jpg").write_bytes(b"") or p,
+            "at least 2 are needed",
+        ),
+    ],
+)
 def test_bad_folders_exit_2_with_message(tmp_path, capsys, setup, message):
     rc, err = run_cli(["train", str(setup(tmp_path)), "--base-weights", "none"], capsys)
     assert rc == 2
@@ -98,8 +120,19 @@ def test_unreadable_images_are_skipped_then_stop_the_run(tmp_path, capsys):
     for i in range(3):
         (tmp_path / "happy" / f"broken_{i}.jpg").write_bytes(b"not a jpeg")
     (tmp_path / "happy" / "notes.txt").write_text("not an image")
-    rc, err = run_cli(["train", str(tmp_path), "--base-weights", "none", "--max-bad", "2",
-                       "--run-dir", str(tmp_path / "run")], capsys)
+    rc, err = run_cli(
+        [
+            "train",
+            str(tmp_path),
+            "--base-weights",
+            "none",
+            "--max-bad",
+            "2",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        capsys,
+    )
     assert rc == 2
     assert "more than 2 unreadable images" in err and "broken_" in err
 

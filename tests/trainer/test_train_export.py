@@ -58,8 +58,21 @@ def test_tiny_model_learns_the_planted_pattern(tiny_model):
 def test_evaluate_command_reports_metrics_and_flip_tta(tiny_model, tiny_data, tmp_path, capsys):
     from trainer.cli import main
 
-    rc = main(["evaluate", str(tiny_model), str(tiny_data), "--split", "test", "--tta", "flip",
-               "--out", str(tmp_path), "--title", "tiny test"])
+    rc = main(
+        [
+            "evaluate",
+            str(tiny_model),
+            str(tiny_data),
+            "--split",
+            "test",
+            "--tta",
+            "flip",
+            "--out",
+            str(tmp_path),
+            "--title",
+            "tiny test",
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"] == 28 and 0 <= summary["accuracy"] <= 1
@@ -78,9 +91,19 @@ def test_evaluate_excludes_images_duplicated_in_training(tiny_model, tiny_data, 
     leak = next((tiny_data / "train" / "happy").iterdir())
     (data / "happy" / "leak.jpg").write_bytes(leak.read_bytes())
     (data / "sad" / "blank.png").write_bytes(_png(np.zeros((48, 48), np.uint8)))
-    (data / "fear" / "ok.jpg").write_bytes(next((tiny_data / "test" / "fear").iterdir()).read_bytes())
-    rc = main(["evaluate", str(tiny_model), str(data), "--drop-blank",
-               "--exclude-duplicates-of", str(tiny_data / "train")])
+    (data / "fear" / "ok.jpg").write_bytes(
+        next((tiny_data / "test" / "fear").iterdir()).read_bytes()
+    )
+    rc = main(
+        [
+            "evaluate",
+            str(tiny_model),
+            str(data),
+            "--drop-blank",
+            "--exclude-duplicates-of",
+            str(tiny_data / "train"),
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"] == 1
@@ -103,22 +126,46 @@ def test_next_export_gets_the_next_version(tiny_data, tmp_path):
 
     models = tmp_path / "models"
     (models / "emotion" / "3").mkdir(parents=True)
-    args = ["train", str(tiny_data), *TINY_ARGS, "--stage2-epochs", "0", "--models-dir", str(models)]
+    args = [
+        "train",
+        str(tiny_data),
+        *TINY_ARGS,
+        "--stage2-epochs",
+        "0",
+        "--models-dir",
+        str(models),
+    ]
     assert main([*args, "--run-dir", str(tmp_path / "r1")]) == 0
     assert (models / "emotion" / "4" / "saved_model.pb").is_file()
 
 
 def _train_proc(args: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen([sys.executable, "-m", "trainer", "train", *args], cwd=ROOT, env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainer", "train", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def test_resume_after_sigkill_continues_from_last_epoch(tiny_data, tmp_path):
     run, models = tmp_path / "run", tmp_path / "models"
-    args = [str(tiny_data), *TINY_ARGS, "--stage1-epochs", "2", "--stage2-epochs", "40",
-            "--early-stopping", "0",
-            "--run-dir", str(run), "--models-dir", str(models)]
+    args = [
+        str(tiny_data),
+        *TINY_ARGS,
+        "--stage1-epochs",
+        "2",
+        "--stage2-epochs",
+        "40",
+        "--early-stopping",
+        "0",
+        "--run-dir",
+        str(run),
+        "--models-dir",
+        str(models),
+    ]
     proc = _train_proc(args, tmp_path / "first.log")
     deadline = time.monotonic() + 180
     # Kill mid stage 2, once at least one stage-2 epoch has been checkpointed.
@@ -132,10 +179,25 @@ def test_resume_after_sigkill_continues_from_last_epoch(tiny_data, tmp_path):
     proc.wait()
     done = json.loads((run / "checkpoint" / "state.json").read_text())
     assert done["stage"] == 2 and done["epoch"] >= 1
-    out = subprocess.run([sys.executable, "-m", "trainer", "train", "--resume", str(run),
-                          "--models-dir", str(models), "--version", "1"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "train",
+            "--resume",
+            str(run),
+            "--models-dir",
+            str(models),
+            "--version",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"resuming {run}: stage 2, {done['epoch']} epoch(s) done" in out.stdout
     first = [ln for ln in out.stdout.splitlines() if ln.startswith("stage 2 epoch")][0]
@@ -143,17 +205,36 @@ def test_resume_after_sigkill_continues_from_last_epoch(tiny_data, tmp_path):
     state = json.loads((run / "state.json").read_text())
     epochs = [(h["stage"], h["epoch"]) for h in state["history"]]
     assert epochs[:2] == [(1, 1), (1, 2)]
-    assert [e for s, e in epochs if s == 2][: done["epoch"] + 1] == list(range(1, done["epoch"] + 2))
+    assert [e for s, e in epochs if s == 2][: done["epoch"] + 1] == list(
+        range(1, done["epoch"] + 2)
+    )
     assert (models / "emotion" / "1" / "saved_model.pb").is_file()
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "trainer", "train", str(tiny_data), *TINY_ARGS,
-         "--distribute", "mirrored", "--logical-cpus", "2", "--run-dir", str(tmp_path / "run"),
-         "--models-dir", str(tmp_path / "models")],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "train",
+            str(tiny_data),
+            *TINY_ARGS,
+            "--distribute",
+            "mirrored",
+            "--logical-cpus",
+            "2",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--models-dir",
+            str(tmp_path / "models"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "training on 2 replica(s)" in out.stdout and "CPU:1" in out.stdout
     assert (tmp_path / "models" / "emotion" / "1" / "saved_model.pb").is_file()

@@ -1,0 +1,39 @@
+# Quick start:  make serve   (install, then run the service on the bundled model)
+#               make test    (install, then run the whole test suite)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP_FLAGS ?= --quiet --disable-pip-version-check
+
+.PHONY: install install-test serve test test-fast lint eda train-shipped clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python
+	$(BIN)/pip install $(PIP_FLAGS) -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[test]'
+
+serve: install
+	PATH=$(abspath $(BIN)):$$PATH scripts/serve.sh
+
+test: install-test
+	$(BIN)/python -m pytest -q
+
+test-fast: install-test
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install-test
+	$(BIN)/ruff check service trainer tests
+	$(BIN)/mypy
+
+eda: install-test
+	$(BIN)/python -m trainer eda ../shared/data/fer2013 --out reports/eda-fer2013
+
+train-shipped: install-test
+	PATH=$(abspath $(BIN)):$$PATH scripts/train_shipped_model.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
