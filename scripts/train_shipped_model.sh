@@ -14,5 +14,5 @@ exec python -m trainer train "$SHARED/data/fer2013" \
   --recipe finetune \
   --labels "$SHARED/data/fer2013/ferplus.csv" --label-column ferplus_label --soft-labels \
   --base-weights "$SHARED/pretrained/mobilenet_v2_1.0_imagenet_no_top.h5" \
-  --drop-blank --stage1-epochs 1 --stage2-epochs 10 --seed 42 \
+  --drop-blank --stage1-epochs 1 --stage2-epochs 14 --seed 42 \
   --run-dir "$RUN_DIR" >>"$RUN_DIR/train.log" 2>&1

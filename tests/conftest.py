@@ -52,7 +52,7 @@ TINY_ARGS = [
     "--stage1-epochs",
     "1",
     "--stage2-epochs",
-    "4",
+    "5",
     "--batch-size",
     "16",
     "--bn",

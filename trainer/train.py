@@ -177,7 +177,9 @@ def fit(cfg: TrainConfig, run_dir: Path, prep: Prepared) -> keras.Model:
             checkpoint.restore(run_dir, model, with_optimizer=state["stage"] == stage)
         resumed = False
         if state["stage"] != stage:
-            state.update(stage=stage, epoch=0, wait=0)
+            # Each stage keeps its own best: stage 2's first epochs are often worse than
+            # stage 1's end (BatchNorm statistics re-settling) and must not end it early.
+            state.update(stage=stage, epoch=0, wait=0, best_val_loss=float("inf"))
         print(
             f"stage {stage}: {epochs} epoch(s), {n} trainable base layer(s), "
             f"{len(train)} train / {len(val)} val images",

@@ -51,7 +51,9 @@ def test_tiny_model_learns_the_planted_pattern(tiny_model):
     # dozen steps cannot settle, so it is not asserted here.
     meta = json.loads((tiny_model / "metadata.json").read_text())
     stage2 = [h["accuracy"] for h in meta["history"] if h["stage"] == 2]
-    assert len(stage2) == 4 and max(stage2) > 0.3
+    # All 5 stage-2 epochs ran: early stopping (patience 4) counts from stage 2's own best,
+    # not from stage 1's, which BatchNorm re-settling makes hard to beat at first.
+    assert len(stage2) == 5 and max(stage2) > 0.3
     assert meta["history"][-1]["loss"] < meta["history"][0]["loss"]
 
 
