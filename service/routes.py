@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import NotFound
 
 from service import metrics
 from service.errors import APIError, NotReady
@@ -10,6 +13,7 @@ from service.schemas import parse_options
 from service.uploads import read_many, read_one
 
 bp = Blueprint("api", __name__)
+SPEC = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 
 def _state():
@@ -38,6 +42,13 @@ def ready():
         resp.status_code, resp.headers["Retry-After"] = 503, "5"
         return resp
     return jsonify(body)
+
+
+@bp.get("/openapi.yaml")
+def openapi_spec():
+    if not SPEC.is_file():
+        raise NotFound("this installation has no openapi.yaml")
+    return Response(SPEC.read_bytes(), content_type="application/yaml")
 
 
 @bp.get("/metrics")

@@ -27,8 +27,8 @@ def query_options(request: Request) -> dict:
     return {k: _single(request.args.getlist(k), k) for k in request.args}
 
 
-def read_one(request: Request) -> tuple[bytes, dict]:
-    """The image bytes and raw options of a /predict request."""
+def read_one(request: Request) -> tuple[bytes, list[dict]]:
+    """The image bytes and the raw options of a /predict request, per source (query, body)."""
     ctype = request.mimetype or ""
     opts = query_options(request)
     if ctype == "multipart/form-data":
@@ -39,8 +39,7 @@ def read_one(request: Request) -> tuple[bytes, dict]:
                 fields={IMAGE_FIELD: ["missing"]},
             )
         data = _single(files, IMAGE_FIELD).read()
-        opts.update(_form_options(request))
-        return data, opts
+        return data, [opts, _form_options(request)]
     if ctype == "application/json":
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
@@ -51,17 +50,16 @@ def read_one(request: Request) -> tuple[bytes, dict]:
                 f"JSON body has no {IMAGE_FIELD!r} field", fields={IMAGE_FIELD: ["missing"]}
             )
         data = b64decode(body.pop(IMAGE_FIELD))
-        opts.update(body)
-        return data, opts
+        return data, [opts, body]
     if ctype.startswith("image/") or ctype == "application/octet-stream":
-        return request.get_data(cache=False), opts
+        return request.get_data(cache=False), [opts]
     raise UnsupportedMediaType(
         f"content type {ctype or '(none)'} is not accepted: send multipart/form-data with "
         "field 'image', an image/* body, or application/json with a base64 'image'"
     )
 
 
-def read_many(request: Request, limit: int) -> tuple[list[tuple[str, bytes]], dict]:
+def read_many(request: Request, limit: int) -> tuple[list[tuple[str, bytes]], list[dict]]:
     """(file name, bytes) of every file of a multipart /predict/batch request, in order."""
     if request.mimetype != "multipart/form-data":
         raise UnsupportedMediaType(
@@ -76,8 +74,7 @@ def read_many(request: Request, limit: int) -> tuple[list[tuple[str, bytes]], di
             f"{len(files)} images in one batch; the limit is {limit}",
             fields={IMAGE_FIELD: [f"at most {limit}"]},
         )
-    opts = query_options(request)
-    opts.update(_form_options(request))
+    opts = [query_options(request), _form_options(request)]
     return [(f.filename or "", f.read()) for f in files], opts
 
 
