@@ -71,6 +71,7 @@ def _finish(resp):
                 "path": request.path,
                 "status": resp.status_code,
                 "ms": round(seconds * 1000, 2),
+                **g.get("log_extra", {}),
             },
         )
     return resp

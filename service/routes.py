@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import NotFound
 
 from service import metrics
@@ -87,6 +87,7 @@ def predict():
     opts = parse_options(raw, _state().settings.max_faces)
     result = _state().analyzer.analyze(data, opts)
     metrics.observe_result(result)
+    g.log_extra = {"faces": len(result["faces"]), "timings_ms": result["timings_ms"]}
     return jsonify(result)
 
 

@@ -230,3 +230,22 @@ def test_face_box_outside_image_is_padded_not_crashing(settings, model):
     r = app.test_client().post("/predict", data=photo(), content_type="image/jpeg")
     assert r.status_code == 200 and len(r.json["faces"]) == 1
     assert model.batches[-1].shape == (1, 48, 48, 3)
+
+
+def test_access_log_is_json_with_request_id_and_timings(client, caplog):
+    import json
+    import logging
+
+    from service.logs import configure
+
+    with caplog.at_level(logging.INFO, logger="service.access"):
+        client.post(
+            "/predict", data=photo(), content_type="image/jpeg", headers={"X-Request-ID": "log-1"}
+        )
+    rec = [r for r in caplog.records if r.name == "service.access"][-1]
+    assert (rec.request_id, rec.status, rec.faces) == ("log-1", 200, 2)
+    assert set(rec.timings_ms) >= {"decode", "detect", "classify"}
+    configure("INFO", json_lines=True)
+    line = json.loads(logging.getLogger().handlers[0].format(rec))
+    assert line["request_id"] == "log-1" and line["level"] == "INFO"
+    assert "image" not in line  # bytes are never logged
