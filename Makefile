@@ -26,7 +26,7 @@ test-fast: install-test
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install-test
-	$(BIN)/ruff check service trainer tests
+	$(BIN)/ruff check service trainer tests bench scripts
 	$(BIN)/mypy
 
 eda: install-test
