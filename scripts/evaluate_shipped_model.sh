@@ -36,4 +36,23 @@ done
   done
 } > "$OUT/README.md.tmp"
 mv "$OUT/README.md.tmp" "$OUT/README.md"
-echo "wrote $OUT/README.md"
+# A summary table in the model card (replacing an earlier one).
+python - "$MODEL" <<'PY'
+import json, sys
+from pathlib import Path
+model = Path(sys.argv[1])
+rows = ["| set | images | accuracy | macro F1 | recall disgust | recall fear |", "|---|---|---|---|---|---|"]
+for f in sorted((model / "eval").glob("*.json")):
+    r = json.loads(f.read_text())
+    title = f.stem.replace("_", " ")
+    pc = r["per_class"]
+    rows.append(f"| {title} | {r['images']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | "
+                f"{pc['disgust']['recall']:.3f} | {pc['fear']['recall']:.3f} |")
+card = model / "MODEL_CARD.md"
+text = card.read_text().split("\n## Benchmark evaluations")[0].rstrip() + "\n"
+text += ("\n## Benchmark evaluations\n\nMeasured with `scripts/evaluate_shipped_model.sh` "
+         "(per-class tables and confusion matrices in [eval/](eval/README.md)).\n\n"
+         + "\n".join(rows) + "\n")
+card.write_text(text)
+PY
+echo "wrote $OUT/README.md and the summary in $MODEL/MODEL_CARD.md"
