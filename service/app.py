@@ -40,7 +40,7 @@ def create_app(
     answers at once and ``/ready`` turns 200 when the model is loaded and warm.
     """
     settings = settings or Settings.from_env()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the web blueprint serves /static
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_mb * 1024 * 1024)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep fields in schema order
     detector = detector or make_detector(
@@ -56,8 +56,10 @@ def create_app(
     hooks.register(app)
     register_error_handlers(app)
     from service.routes import bp
+    from service.web import bp as web
 
     app.register_blueprint(bp)
+    app.register_blueprint(web)
     return app
 
 

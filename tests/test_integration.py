@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -14,60 +13,16 @@ import numpy as np
 import pytest
 import requests
 
-from tests.conftest import ROOT, jpeg_bytes
+from tests.conftest import jpeg_bytes
+from tests.server import gunicorn, wait_ready
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "gunicorn exited early"
-        try:
-            if requests.get(url + "/ready", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("service not ready in time")
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model, yunet_path, tmp_path_factory):
-    port = _free_port()
-    metrics_dir = tmp_path_factory.mktemp("prom")
-    log = tmp_path_factory.mktemp("log") / "gunicorn.log"
-    env = {
-        **os.environ,
-        "FER_MODEL_DIR": str(tiny_model.parent),
-        "FER_BIND": f"127.0.0.1:{port}",
-        "FER_WORKERS": "2",
-        "FER_THREADS": "2",
-        "FER_YUNET_MODEL": str(yunet_path),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    proc = subprocess.Popen(
-        [str(ROOT / "scripts" / "serve.sh")],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, proc)
-        yield url, proc, log
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+    with gunicorn(tiny_model.parent, yunet_path, tmp_path_factory.mktemp("srv")) as srv:
+        yield srv
 
 
 def _post(url, data, **params):
@@ -161,7 +116,7 @@ def test_killed_worker_is_replaced_and_sigterm_exits_cleanly(server, astronaut):
         pytest.fail("worker not replaced")
     for _ in range(6):
         assert _post(url, jpeg_bytes(astronaut)).status_code in (200, 503)
-    _wait_ready(url, proc)
+    wait_ready(url, proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
     assert "Traceback" not in Path(log).read_text()
