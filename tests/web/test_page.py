@@ -41,7 +41,8 @@ def write_y4m(path: Path, rgb: np.ndarray, frames: int = 10) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tiny_model, yunet_path, tmp_path_factory):
-    with gunicorn(tiny_model.parent, yunet_path, tmp_path_factory.mktemp("web"), workers=1) as s:
+    work = tmp_path_factory.mktemp("web")
+    with gunicorn(tiny_model.parent, yunet_path, work, workers=1, FER_MAX_UPLOAD_MB="2") as s:
         yield s[0]
 
 
@@ -159,3 +160,33 @@ def test_phone_sized_screen_has_no_horizontal_scroll(browser, server, astronaut,
     assert p.evaluate("document.documentElement.scrollWidth") <= 375
     shot(p, "phone")
     ctx.close()
+
+
+def test_too_large_file_is_explained(page, tmp_path):
+    noise = np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), dtype=np.uint8)
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), noise)  # about 4 MB, over the server's 2 MB limit
+    page.set_input_files("#file", str(big))
+    page.wait_for_function("document.getElementById('message').textContent.includes('too large')")
+
+
+def test_drop_and_paste(page, astronaut):
+    import base64
+
+    data = base64.b64encode(jpeg_bytes(astronaut)).decode()
+    make_file = f"""(() => {{
+        const bytes = Uint8Array.from(atob("{data}"), c => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], "a.jpg", {{type: "image/jpeg"}}));
+        return dt; }})()"""
+    page.evaluate(
+        f"document.getElementById('drop').dispatchEvent("
+        f"new DragEvent('drop', {{dataTransfer: {make_file}, bubbles: true}}))"
+    )
+    page.wait_for_selector("#faces li")
+    page.evaluate("document.getElementById('faces').replaceChildren()")
+    page.evaluate(
+        f"document.dispatchEvent(new ClipboardEvent('paste', "
+        f"{{clipboardData: {make_file}, bubbles: true}}))"
+    )
+    page.wait_for_selector("#faces li")
