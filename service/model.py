@@ -112,8 +112,8 @@ class SavedModelClassifier:
         self.metadata, self.labels = meta, list(labels)
         self.name, self.version = str(meta["name"]), str(meta["version"])
         self.input_size = int(meta["input"]["shape"][1])
+        self._warm_up()  # trace every batch shape before the first request
         self.ready = True
-        self._warm_up()
 
     def _warm_up(self) -> None:
         zeros = np.zeros((1, self.input_size, self.input_size, 3), np.uint8)
