@@ -52,7 +52,7 @@ class Settings:
         default=40_000_000, metadata={"doc": "largest decoded image, pixels (bomb guard)"}
     )
     max_faces: int = field(
-        default=20, metadata={"doc": "faces classified per image when the request does not say (max 100)"}
+        default=20, metadata={"doc": "faces classified per image unless the request says (max 100)"}
     )
     max_batch_images: int = field(
         default=16, metadata={"doc": "most images in one /predict/batch request"}

@@ -8,7 +8,7 @@ import re
 import time
 import uuid
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
 from service import metrics
 from service.errors import Unauthorized
@@ -42,8 +42,6 @@ def _check_api_key() -> None:
 
 
 def app_key() -> str:
-    from flask import current_app
-
     return current_app.extensions["fer"].settings.api_key
 
 
