@@ -17,12 +17,16 @@ def _metrics_section(meta: dict) -> str:
     return "\n".join(parts) or "No evaluation was run.\n"
 
 
+def _speed(history: list[dict], stage: int) -> str:
+    v = [h["images_per_second"] for h in history if h["stage"] == stage]
+    return f"{sum(v) / len(v):.0f}" if v else "n/a"
+
+
 def model_card(meta: dict) -> str:
     """The card for one exported version, from its metadata."""
     t = meta["training"]
     ds = meta["dataset"]
     hist = meta.get("history", [])
-    per_epoch = [h["images_per_second"] for h in hist if "images_per_second" in h]
     labels_src = (
         f"CSV `{t['labels']}` column `{t['label_column']}`"
         + (" with vote-distribution soft labels" if t["soft_labels"] else "")
@@ -61,8 +65,8 @@ Batch {t["batch_size"]}, class weights `{t["class_weight"]}`, label smoothing
 {t["label_smoothing"]}, augmentation: flip {t["flip"]}, rotation {t["rotation"]} deg,
 shift {t["shift"]}, shear {t["shear"]}, zoom {t["zoom"]}. Seed {t["seed"]}.
 Best epoch (stage, epoch): {meta.get("best_epoch")}; stopped early: {meta.get("stopped_early")}.
-Training time {meta.get("train_seconds", 0) / 60:.0f} min, about
-{(sum(per_epoch) / len(per_epoch)) if per_epoch else 0:.0f} images/s per epoch on the
+Training time {meta.get("train_seconds", 0) / 60:.0f} min (epochs only); mean throughput
+{_speed(hist, 1)} images/s in stage 1 and {_speed(hist, 2)} images/s in stage 2 on the
 training machine.
 
 ![training curves](training_curves.png)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,6 @@ def train_and_export(
     cfg: TrainConfig | None, run_dir: Path, models_dir: Path, version: int | None = None
 ) -> Path:
     """Train (or resume, when ``cfg`` is None) in ``run_dir`` and export a new version."""
-    t0 = time.monotonic()
     if cfg is None:
         cfg = open_run(run_dir, None)
         prep = prepare_run(cfg)
@@ -43,7 +41,7 @@ def train_and_export(
         stopped_early=state["stopped_early"],
         base_weights=Path(cfg.base_weights).name,
         dataset=_data_meta(prep),
-        train_seconds=round(time.monotonic() - t0),
+        train_seconds=round(sum(h.get("seconds", 0) for h in state["history"])),
     )
     meta["metrics"] = {}
 
