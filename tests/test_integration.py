@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
 from tests.conftest import jpeg_bytes
 from tests.server import gunicorn, wait_ready
+from tests.service.conftest import SPEC
 
 pytestmark = pytest.mark.slow
 
@@ -25,13 +27,22 @@ def server(tiny_model, yunet_path, tmp_path_factory):
         yield srv
 
 
+def checked(resp: requests.Response) -> requests.Response:
+    """Every response of the real server must match openapi.yaml too."""
+    if not resp.request.path_url.startswith("/metrics"):
+        SPEC.validate_response(RequestsOpenAPIRequest(resp.request), RequestsOpenAPIResponse(resp))
+    return resp
+
+
 def _post(url, data, **params):
-    return requests.post(
-        url + "/predict",
-        data=data,
-        params=params,
-        headers={"Content-Type": "image/jpeg"},
-        timeout=30,
+    return checked(
+        requests.post(
+            url + "/predict",
+            data=data,
+            params=params,
+            headers={"Content-Type": "image/jpeg"},
+            timeout=30,
+        )
     )
 
 
@@ -53,25 +64,29 @@ def test_real_photos(server, astronaut):
 
 def test_multipart_and_errors_over_http(server, astronaut):
     url, _, _ = server
-    r = requests.post(
-        url + "/predict",
-        files={"image": ("a.jpg", jpeg_bytes(astronaut))},
-        data={"top_k": "2"},
-        timeout=30,
+    r = checked(
+        requests.post(
+            url + "/predict",
+            files={"image": ("a.jpg", jpeg_bytes(astronaut))},
+            data={"top_k": "2"},
+            timeout=30,
+        )
     )
     assert r.status_code == 200 and len(r.json()["faces"][0]["top"]) == 2
     r = _post(url, b"not an image")
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_image"
     r = requests.put(url + "/predict", timeout=10)
     assert r.status_code == 405 and "POST" in r.headers["Allow"]
-    r = requests.post(
-        url + "/predict",
-        data=b"\0" * (11 * 1024 * 1024),
-        headers={"Content-Type": "image/jpeg"},
-        timeout=30,
+    r = checked(
+        requests.post(
+            url + "/predict",
+            data=b"\0" * (11 * 1024 * 1024),
+            headers={"Content-Type": "image/jpeg"},
+            timeout=30,
+        )
     )
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
-    ready = requests.get(url + "/ready", timeout=10).json()
+    ready = checked(requests.get(url + "/ready", timeout=10)).json()
     assert ready["ready"] and ready["version"] == "1"
 
 
