@@ -40,6 +40,8 @@ class Prepared:
     splits: dict[str, Split]
     dropped: Counter = field(default_factory=Counter)
     unreadable: list[str] = field(default_factory=list)
+    fingerprint: str = ""  # of the scanned dataset (file names, splits, labels)
+    skipped: dict = field(default_factory=dict)  # files passed over while scanning
 
 
 def _targets(samples: list[Sample], n: int) -> np.ndarray:

@@ -214,8 +214,8 @@ def prepare_run(cfg: TrainConfig) -> Prepared:
         cfg.min_votes,
     )
     prep = prepare(ds, cfg)
-    prep.fingerprint = ds.fingerprint()  # type: ignore[attr-defined]
-    prep.skipped = dict(ds.skipped)  # type: ignore[attr-defined]
+    prep.fingerprint = ds.fingerprint()
+    prep.skipped = dict(ds.skipped)
     return prep
 
 

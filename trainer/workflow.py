@@ -70,14 +70,14 @@ def train_and_export(
 
 def _data_meta(prep: Prepared) -> dict:
     return {
-        "fingerprint": getattr(prep, "fingerprint", ""),
+        "fingerprint": prep.fingerprint,
         "images": {k: len(v) for k, v in prep.splits.items()},
         "per_class": {
             k: np.bincount(v.labels, minlength=len(prep.classes)).tolist()
             for k, v in prep.splits.items()
         },
         "dropped": dict(prep.dropped),
-        "skipped": getattr(prep, "skipped", {}),
+        "skipped": prep.skipped,
         "unreadable": prep.unreadable[:50],
     }
 
