@@ -108,6 +108,7 @@ class SavedModelClassifier:
         labels = json.loads((folder / "labels.json").read_text())
         module = tf.saved_model.load(str(folder))
         sig = module.signatures[meta.get("signature", "serving_default")]
+        # A signature holds only weak references to its variables: keep the module alive.
         self._module, self._fn = module, sig
         self.metadata, self.labels = meta, list(labels)
         self.name, self.version = str(meta["name"]), str(meta["version"])

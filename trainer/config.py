@@ -43,7 +43,6 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant, cosine or plateau
     early_stopping: int = 0  # patience in epochs on val loss; 0 turns it off
     label_smoothing: float = 0.0
-    precision: str = "float32"  # float32 or mixed_bfloat16 / mixed_float16
     distribute: str = "none"  # none or mirrored
     max_bad: int = 100  # unreadable images tolerated before the run stops
     recipe: str = "finetune"
@@ -105,7 +104,6 @@ FINETUNE = TrainConfig(
     shear=0.0,
     zoom=0.1,
     class_weight="sqrt",
-    precision="float32",
 )
 
 RECIPES = {"notebook": NOTEBOOK, "finetune": FINETUNE}

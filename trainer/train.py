@@ -137,7 +137,6 @@ def new_state() -> dict:
         "wait": 0,
         "history": [],
         "stopped_early": False,
-        "finished": False,
     }
 
 
@@ -200,7 +199,6 @@ def fit(cfg: TrainConfig, run_dir: Path, prep: Prepared) -> keras.Model:
             verbose=0,
         )
     checkpoint.load_best(run_dir, model)
-    state["finished"] = True
     (run_dir / "state.json").write_text(json.dumps(state, indent=2))
     return model
 
