@@ -15,6 +15,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from trainer.errors import TrainerError
+
 CKPT = "checkpoint"
 
 
@@ -81,3 +83,35 @@ def save_best(run_dir: Path, model: keras.Model) -> None:
     tmp = run_dir / ".best.weights.h5"
     model.save_weights(tmp)
     os.replace(tmp, run_dir / "best.weights.h5")
+
+
+def init_from_export(model: keras.Model, model_dir: Path, classes: list[str]) -> int:
+    """Load an exported version's weights into ``model``; return how many were set.
+
+    The SavedModel keeps each Keras variable under its layer path, so the weights match by
+    name; anything that does not line up (other labels, input size or width) is an error
+    rather than a silent partial load.
+    """
+    import tensorflow as tf  # heavy; only this path needs the SavedModel loader
+
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    if list(meta.get("labels", [])) != list(classes):
+        raise TrainerError(
+            f"--init-from {model_dir}: its labels {meta.get('labels')} differ from the data's "
+            f"{classes}"
+        )
+    saved = {v.name.removesuffix(":0"): v for v in tf.saved_model.load(str(model_dir)).variables}
+    missing = [w.path for w in model.weights if w.path not in saved]
+    wrong = [
+        w.path
+        for w in model.weights
+        if w.path in saved and tuple(saved[w.path].shape) != tuple(w.shape)
+    ]
+    if missing or wrong:
+        raise TrainerError(
+            f"--init-from {model_dir}: not the same network ({len(missing)} weight(s) missing, "
+            f"{len(wrong)} of another shape, e.g. {(missing + wrong)[0]})"
+        )
+    for w in model.weights:
+        w.assign(saved[w.path].numpy())
+    return len(model.weights)

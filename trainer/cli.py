@@ -102,6 +102,14 @@ def _train_parser(sub) -> None:
     _opt(p, "--early-stopping", "early_stopping", "stage 2 patience on val loss, 0 = off")
     _opt(p, "--label-smoothing", "label_smoothing", "label smoothing")
     _opt(p, "--distribute", "distribute", "data parallel training", choices=["none", "mirrored"])
+    _opt(
+        p,
+        "--init-from",
+        "init_from",
+        "start from an exported model version's weights (models/<name>/<v>) instead of "
+        "ImageNet's: a warm restart or a fine-tune on new data",
+        type=str,
+    )
     _opt(p, "--max-bad", "max_bad", "unreadable images tolerated before stopping")
 
 

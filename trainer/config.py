@@ -46,6 +46,7 @@ class TrainConfig:
     distribute: str = "none"  # none or mirrored
     max_bad: int = 100  # unreadable images tolerated before the run stops
     recipe: str = "finetune"
+    init_from: str | None = None  # an exported model version to start from (warm restart)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -72,6 +73,10 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise TrainerError(msg)
+        if self.init_from and not (Path(self.init_from) / "metadata.json").is_file():
+            raise TrainerError(
+                f"--init-from {self.init_from}: not an exported model version (no metadata.json)"
+            )
         weights = self.base_weights
         if weights not in ("imagenet", "none") and not Path(weights).is_file():
             raise TrainerError(

@@ -161,6 +161,10 @@ def fit(cfg: TrainConfig, run_dir: Path, prep: Prepared) -> keras.Model:
     )
     with strategy.scope():
         model, base = build_model(cfg, len(prep.classes))
+    if cfg.init_from:
+        # A resumed run's checkpoint, loaded below, overrides these starting weights.
+        n = checkpoint.init_from_export(model, Path(cfg.init_from), prep.classes)
+        print(f"started from {cfg.init_from}: {n} weights", flush=True)
     resumed = bool(state["history"])
     for stage, epochs in ((1, cfg.stage1_epochs), (2, cfg.stage2_epochs)):
         done = (

@@ -141,6 +141,33 @@ def test_next_export_gets_the_next_version(tiny_data, tmp_path):
     assert (models / "emotion" / "4" / "saved_model.pb").is_file()
 
 
+def test_init_from_an_exported_version_starts_from_its_weights(tiny_model, tiny_data, tmp_path):
+    from trainer.cli import main
+
+    # Learning rate 0 and BatchNorm frozen: the new export must equal the one it started from.
+    args = [*TINY_ARGS, "--stage1-epochs", "0", "--stage2-epochs", "1", "--stage2-lr", "0"]
+    args += ["--bn", "frozen", "--init-from", str(tiny_model), "--models-dir", str(tmp_path)]
+    assert main(["train", str(tiny_data), *args, "--run-dir", str(tmp_path / "run")]) == 0
+    x = tf.constant(np.random.default_rng(1).integers(0, 256, (4, 48, 48, 3), dtype=np.uint8))
+    old, new = (
+        next(iter(tf.saved_model.load(str(d)).signatures["serving_default"](x).values())).numpy()
+        for d in (tiny_model, tmp_path / "emotion" / "1")
+    )
+    np.testing.assert_allclose(new, old, atol=1e-5)
+
+
+def test_init_from_another_network_is_refused(tiny_model, tiny_data, tmp_path, capsys):
+    from trainer.cli import main
+
+    args = [*TINY_ARGS, "--input-size", "64", "--alpha", "0.5", "--init-from", str(tiny_model)]
+    rc = main(["train", str(tiny_data), *args, "--run-dir", str(tmp_path / "run")])
+    assert rc == 2
+    assert "not the same network" in capsys.readouterr().err
+    rc = main(["train", str(tiny_data), *TINY_ARGS, "--init-from", str(tmp_path)])
+    assert rc == 2
+    assert "not an exported model version" in capsys.readouterr().err
+
+
 def _train_proc(args: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen(
