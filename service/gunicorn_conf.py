@@ -3,10 +3,12 @@
 No ``preload_app``: TensorFlow initialised in the master hangs forked workers, so each
 worker imports service.wsgi and loads its own model. ``timeout`` must exceed model load
 plus warm-up. Prometheus multiprocess mode needs PROMETHEUS_MULTIPROC_DIR set before
-start and emptied (scripts/serve.sh does both); dead workers are marked in child_exit.
+start (scripts/serve.sh or the image sets it) and emptied (on_starting here); dead workers
+are marked in child_exit.
 """
 
 import os
+import shutil
 
 from service.config import Settings
 
@@ -27,6 +29,15 @@ limit_request_line = 8190
 limit_request_field_size = 8190
 max_requests = 0
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+def on_starting(server):
+    # Multiprocess metrics files from a previous run (a restarted container keeps /tmp)
+    # would be summed into this run's values: start from an empty folder.
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder, exist_ok=True)
 
 
 def child_exit(server, worker):

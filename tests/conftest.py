@@ -124,3 +124,14 @@ def astronaut() -> np.ndarray:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def need_tool(name: str) -> str:
+    """The path of a command-line tool; skip without it, except in CI (.ci/run installs
+    every tool and sets FER_REQUIRE_TOOLS=1, so a missing one fails instead of skipping)."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("FER_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{name} is required here (FER_REQUIRE_TOOLS=1) but not installed")
+        pytest.skip(f"{name} not installed")
+    return path
