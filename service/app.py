@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 
 from flask import Flask
 
-from service import hooks, metrics
+from service import hooks
+from service.batching import Batcher
 from service.config import Settings
 from service.detection import Detector, make_detector
 from service.errors import register_error_handlers
 from service.model import Classifier, SavedModelClassifier
 from service.pipeline import Analyzer
+from service.registry import ModelSlot
 
 log = logging.getLogger("service")
 
@@ -23,7 +24,7 @@ class State:
     """What the routes reach through ``current_app.extensions["fer"]``."""
 
     settings: Settings
-    model: Classifier
+    models: ModelSlot
     detector: Detector
     analyzer: Analyzer
 
@@ -33,11 +34,15 @@ def create_app(
     model: Classifier | None = None,
     detector: Detector | None = None,
     load_async: bool = True,
+    models: ModelSlot | None = None,
 ) -> Flask:
-    """Build the app. Tests pass settings and fake model / detector objects.
+    """Build the app. Tests pass settings and fake model / detector objects (or a
+    ModelSlot with a fake factory, which the caller starts).
 
-    The model loads in a background thread (unless one is passed in), so ``/health``
-    answers at once and ``/ready`` turns 200 when the model is loaded and warm.
+    With ``load_async`` the model loads in a background thread, so ``/health`` answers at
+    once and ``/ready`` turns 200 when the model is warm; without it (gunicorn workers)
+    it loads before the app is returned. Either way a thread then watches for newer
+    versions (service.registry).
     """
     settings = settings or Settings.from_env()
     app = Flask(__name__, static_folder=None)  # the web blueprint serves /static
@@ -46,12 +51,22 @@ def create_app(
     detector = detector or make_detector(
         settings.detector, settings.yunet_model, settings.detector_score, settings.detect_max_side
     )
-    if model is None:
-        saved = SavedModelClassifier(settings.model_dir, flip_tta=settings.flip_tta)
-        _start_loading(saved, load_async)
-        model = saved
+    if models is None and model is not None:
+        models = ModelSlot.fixed(model)
+    elif models is None:
+        models = ModelSlot(
+            settings.model_dir,
+            lambda folder: SavedModelClassifier(folder, flip_tta=settings.flip_tta),
+            settings.reload_seconds,
+        )
+        if not load_async:
+            # gunicorn workers load before they accept connections: a new or replaced
+            # worker takes no request it could only answer with 503.
+            models.check()
+        models.start()  # (the first) load, then watch for newer versions
+    batcher = Batcher(settings.batch_max_faces, settings.batch_wait_ms) if settings.batch else None
     app.extensions["fer"] = State(
-        settings, model, detector, Analyzer(model, detector, settings.max_pixels)
+        settings, models, detector, Analyzer(models, detector, settings.max_pixels, batcher)
     )
     hooks.register(app)
     register_error_handlers(app)
@@ -61,14 +76,3 @@ def create_app(
     app.register_blueprint(bp)
     app.register_blueprint(web)
     return app
-
-
-def _start_loading(model: Classifier, load_async: bool) -> None:
-    def load() -> None:
-        model.load()
-        metrics.set_model(model.name or "none", model.version or "none", model.ready)
-
-    if load_async:
-        threading.Thread(target=load, name="model-loader", daemon=True).start()
-    else:
-        load()

@@ -60,6 +60,21 @@ class Settings:
     flip_tta: bool = field(
         default=True, metadata={"doc": "average each face with its mirror image"}
     )
+    reload_seconds: float = field(
+        default=30.0,
+        metadata={"doc": "check for a newer model version this often, s; 0 = only on SIGHUP"},
+    )
+    batch: bool = field(
+        default=True,
+        metadata={"doc": "classify faces of concurrent requests in one model call"},
+    )
+    batch_max_faces: int = field(
+        default=16, metadata={"doc": "dynamic batching: most faces in one model call"}
+    )
+    batch_wait_ms: float = field(
+        default=5.0,
+        metadata={"doc": "dynamic batching: longest wait for other requests' faces, ms"},
+    )
     api_key: str = field(
         default="", metadata={"doc": "when set, /predict* need it in the X-API-Key header"}
     )

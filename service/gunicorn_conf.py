@@ -9,6 +9,7 @@ are marked in child_exit.
 
 import os
 import shutil
+import signal
 
 from service.config import Settings
 
@@ -38,6 +39,24 @@ def on_starting(server):
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
         os.makedirs(folder, exist_ok=True)
+
+
+def when_ready(server):
+    # gunicorn's own SIGHUP restarts every worker: cold workers loading the model while
+    # requests wait. Here SIGHUP asks each live worker to load a newer model version
+    # beside the one it serves and swap (service.registry): no worker restarts.
+    def handle_hup():
+        server.log.info("SIGHUP: workers check for a new model version")
+        server.kill_workers(signal.SIGHUP)
+
+    server.handle_hup = handle_hup
+
+
+def post_worker_init(worker):
+    # After gunicorn set the worker's own handlers (it resets SIGHUP to the default,
+    # which would kill the worker).
+    models = worker.wsgi.extensions["fer"].models
+    signal.signal(signal.SIGHUP, lambda *_: models.wake())
 
 
 def child_exit(server, worker):

@@ -46,6 +46,11 @@ STAGE = Histogram(
 FACES = Histogram(
     "fer_faces_per_image", "faces classified per image", buckets=(0, 1, 2, 3, 4, 5, 8, 12, 20, 50)
 )
+BATCH_REQUESTS = Histogram(
+    "fer_batch_requests",
+    "requests whose faces went through one model call (dynamic batching)",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+)
 PREDICTIONS = Counter("fer_predictions_total", "faces classified, by top emotion", ["emotion"])
 ERRORS = Counter("fer_errors_total", "error responses by error code", ["code"])
 MODEL_INFO = Gauge(
@@ -53,6 +58,11 @@ MODEL_INFO = Gauge(
     "the model a worker serves (1 when loaded)",
     ["name", "version"],
     multiprocess_mode="livemax",
+)
+RELOADS = Counter(
+    "fer_model_loads_total",
+    "model versions loaded or refused (a broken new version keeps the old one live)",
+    ["result"],
 )
 MODEL_READY = Gauge(
     "fer_model_ready", "1 when the worker's model is loaded and warm", multiprocess_mode="livemin"

@@ -65,6 +65,7 @@ class SavedModelClassifier:
 
     def __init__(self, model_dir: Path, flip_tta: bool = True):
         self.model_dir = Path(model_dir)
+        self.folder: Path | None = None  # the version folder, once resolved
         self.flip_tta = flip_tta
         self.name, self.version = "", ""
         self.labels: list[str] = []
@@ -99,11 +100,9 @@ class SavedModelClassifier:
     def _load(self) -> None:
         import tensorflow as tf
 
-        for gpu in tf.config.list_physical_devices("GPU"):
-            # Several workers share one GPU: take memory as needed, not all of it up front.
-            tf.config.experimental.set_memory_growth(gpu, True)
+        _gpu_memory_growth()
         self.device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
-        folder = resolve_version(self.model_dir)
+        folder = self.folder = resolve_version(self.model_dir)
         meta = json.loads((folder / "metadata.json").read_text())
         labels = json.loads((folder / "labels.json").read_text())
         module = tf.saved_model.load(str(folder))
@@ -143,6 +142,28 @@ class SavedModelClassifier:
         if self.flip_tta:
             probs = (probs[:n] + probs[n:]) / 2.0
         return probs
+
+
+_growth_set = False
+
+
+def _gpu_memory_growth() -> None:
+    """Several workers share one GPU: take memory as needed, not all of it up front.
+
+    Allowed only before TensorFlow initialises the GPU, so only for the first model a
+    process loads (a reloaded version would otherwise fail on RuntimeError).
+    """
+    global _growth_set
+    if _growth_set:
+        return
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised by someone else: keep its setting
+            log.warning("GPU memory growth could not be set: GPU already initialised")
+    _growth_set = True
 
 
 def _pad(x: np.ndarray) -> np.ndarray:

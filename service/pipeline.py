@@ -12,10 +12,11 @@ import numpy as np
 from PIL import Image
 
 from service import faces as facecrop
+from service.batching import Batcher, Unbatched
 from service.detection import Detector, Face
-from service.errors import NotReady
 from service.imaging import Decoded, decode
 from service.model import Classifier
+from service.registry import ModelSlot
 
 # An upload this small and nearly square with no detected face is most likely a face
 # crop already (like the training data): classify it whole rather than drop it.
@@ -40,25 +41,33 @@ def _looks_like_crop(img: Decoded) -> bool:
 
 
 class Analyzer:
-    """Runs the whole pipeline with a classifier and a detector; thread-safe."""
+    """Runs the whole pipeline with the live model and a detector; thread-safe."""
 
-    def __init__(self, model: Classifier, detector: Detector, max_pixels: int):
-        self.model, self.detector, self.max_pixels = model, detector, max_pixels
+    def __init__(
+        self,
+        models: ModelSlot,
+        detector: Detector,
+        max_pixels: int,
+        batcher: Batcher | None = None,
+    ):
+        self.models, self.detector, self.max_pixels = models, detector, max_pixels
+        self.batcher = batcher
 
     def analyze(self, data: bytes, opts: Options) -> dict:
-        if not self.model.ready:
-            raise NotReady(self.model.error or "the model is still loading")
-        t = {"decode": time.perf_counter()}
-        img = decode(data, self.max_pixels)
-        t["detect"] = time.perf_counter()
-        found, whole = self._find(img, opts)
-        t["crop"] = time.perf_counter()
-        rule_faces = found[: opts.max_faces]
-        batch = self._batch(img, rule_faces, whole)
-        t["classify"] = time.perf_counter()
-        probs = self.model.predict(batch) if len(batch) else np.zeros((0, len(self.model.labels)))
-        t["end"] = time.perf_counter()
-        result = self._result(img, rule_faces, probs, opts, whole, len(found))
+        # One model for the whole request, even if a new version goes live meanwhile.
+        model = self.models.current()
+        with self.batcher.ticket() if self.batcher else Unbatched() as ticket:
+            t = {"decode": time.perf_counter()}
+            img = decode(data, self.max_pixels)
+            t["detect"] = time.perf_counter()
+            found, whole = self._find(img, opts)
+            t["crop"] = time.perf_counter()
+            rule_faces = found[: opts.max_faces]
+            batch = self._batch(model, img, rule_faces, whole)
+            t["classify"] = time.perf_counter()
+            probs = ticket.predict(model, batch) if len(batch) else np.zeros((0, len(model.labels)))
+            t["end"] = time.perf_counter()
+        result = self._result(model, img, rule_faces, probs, opts, whole, len(found))
         stages = list(t)
         result["timings_ms"] = {
             s: round((t[n] - t[s]) * 1000, 2) for s, n in zip(stages, stages[1:], strict=False)
@@ -77,18 +86,17 @@ class Analyzer:
             return whole, True
         return sorted(found, key=lambda f: f.area, reverse=True), False
 
-    def _batch(self, img: Decoded, found: list[Face], whole: bool) -> np.ndarray:
-        size = self.model.input_size
+    def _batch(self, model: Classifier, img: Decoded, found: list[Face], whole: bool) -> np.ndarray:
+        size = model.input_size
         if not found:
             return np.zeros((0, size, size, 3), np.uint8)
         if whole:  # exactly the trainer's handling of a dataset image: resize it all
-            return facecrop.to_input(img.gray, size, self.model.metadata.get("preprocessing", {}))[
-                None
-            ]
-        return facecrop.batch(img.gray, found, self.model.metadata, size)
+            return facecrop.to_input(img.gray, size, model.metadata.get("preprocessing", {}))[None]
+        return facecrop.batch(img.gray, found, model.metadata, size)
 
     def _result(
         self,
+        model: Classifier,
         img: Decoded,
         found: list[Face],
         probs: np.ndarray,
@@ -96,7 +104,7 @@ class Analyzer:
         whole: bool,
         detected: int,
     ) -> dict:
-        labels = self.model.labels
+        labels = model.labels
         entries = []
         for f, p in zip(found, probs, strict=True):
             order = np.argsort(-p)[: opts.top_k]
@@ -118,7 +126,7 @@ class Analyzer:
         out = {
             "width": img.width,
             "height": img.height,
-            "model": {"name": self.model.name, "version": self.model.version},
+            "model": {"name": model.name, "version": model.version},
             "detector": "none" if whole else self.detector.name,
             "whole_image": whole,
             "faces_detected": 0 if whole else detected,

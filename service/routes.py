@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import NotFound
 
 from service import metrics
-from service.errors import APIError, NotReady
+from service.errors import APIError
 from service.schemas import parse_options
 from service.uploads import read_many, read_one
 
@@ -27,17 +27,19 @@ def health():
 
 @bp.get("/ready")
 def ready():
-    model = _state().model
+    models = _state().models
+    model = models.peek()
+    ready = bool(model and model.ready and model.warm)
     body = {
-        "ready": bool(model.ready and model.warm),
-        "model": model.name,
-        "version": model.version,
-        "labels": model.labels,
-        "warm": model.warm,
+        "ready": ready,
+        "model": model.name if model else "",
+        "version": model.version if model else "",
+        "labels": model.labels if model else [],
+        "warm": bool(model and model.warm),
         "detector": _state().detector.name,
     }
-    if not body["ready"]:
-        body["error"] = model.error
+    if not ready:
+        body["error"] = models.status_error()
         resp = jsonify(body)
         resp.status_code, resp.headers["Retry-After"] = 503, "5"
         return resp
@@ -59,9 +61,7 @@ def prometheus():
 
 @bp.get("/v1/models")
 def models():
-    model = _state().model
-    if not model.ready:
-        raise NotReady(model.error or "the model is still loading")
+    model = _state().models.current()
     meta = model.metadata
     return jsonify(
         name=model.name,
@@ -95,8 +95,7 @@ def predict():
 def predict_batch():
     files, raw = read_many(request, _state().settings.max_batch_images)
     opts = parse_options(raw, _state().settings.max_faces)
-    if not _state().model.ready:
-        raise NotReady(_state().model.error or "the model is still loading")
+    _state().models.current()  # 503 before reading any image when there is no model
     results = []
     for name, data in files:
         try:

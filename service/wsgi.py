@@ -8,4 +8,4 @@ configure(settings.log_level, settings.json_logs)
 
 from service.app import create_app  # noqa: E402 - logging first, then the app
 
-app = create_app(settings)
+app = create_app(settings, load_async=False)

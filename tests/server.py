@@ -28,8 +28,8 @@ def wait_ready(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
         try:
             if requests.get(url + "/ready", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or workers still loading (connections queue)
         time.sleep(0.5)
     raise TimeoutError("service not ready in time")
 

@@ -12,6 +12,7 @@ from PIL import Image
 from service import faces as service_faces
 from service.imaging import decode
 from service.pipeline import Analyzer, Options
+from service.registry import ModelSlot
 from tests.conftest import SHARED, jpeg_bytes
 from tests.service.conftest import FakeDetector, FakeModel
 from trainer.images import read_pixels, to_model_input
@@ -19,7 +20,7 @@ from trainer.images import read_pixels, to_model_input
 
 def _service_whole_image(data: bytes, size: int) -> np.ndarray:
     model = FakeModel(input_size=size)
-    Analyzer(model, FakeDetector(), 10**8).analyze(data, Options(detect=False))
+    Analyzer(ModelSlot.fixed(model), FakeDetector(), 10**8).analyze(data, Options(detect=False))
     return model.batches[-1][0]
 
 
