@@ -5,8 +5,10 @@
 # the same RUN_DIR and it continues from the last finished epoch):
 #   a) 1 epoch head warm-up + 14 epochs full fine-tune from ImageNet weights, cosine from
 #      1e-3 (this alone is models/emotion/1), exported into RUN_DIR/a-models;
-#   b) a warm restart from a)'s export: 12 more epochs, cosine from 3e-4, exported into
+#   b) a warm restart from a)'s export: 10 more epochs, cosine from 3e-4, exported into
 #      models/ as the next version. Validation accuracy was still rising at the end of a).
+#      No early stopping: validation loss rises while the rate is high and falls as it
+#      decays (a first try with patience 4 stopped after 5 epochs, at the worst point).
 # FER_INIT_FROM=models/emotion/1 skips a) and restarts from that exported version instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,5 +40,5 @@ if [[ -z $INIT ]]; then
     train "$RUN_DIR/a" "$RUN_DIR/a-models" --stage1-epochs 1 --stage2-epochs 14
   fi
 fi
-train "$RUN_DIR/b" models --init-from "$INIT" --stage1-epochs 0 --stage2-epochs 12 \
-  --stage2-lr 3e-4
+train "$RUN_DIR/b" models --init-from "$INIT" --stage1-epochs 0 --stage2-epochs 10 \
+  --stage2-lr 3e-4 --early-stopping 0
