@@ -55,6 +55,11 @@ def test_gpu_compose_reserves_gpus_and_cpu_compose_does_not():
     assert _seconds(api["stop_grace_period"]) > 30  # gunicorn's graceful_timeout
     assert _seconds(api["healthcheck"]["start_period"]) >= 60
     assert api["restart"] == "unless-stopped"
+    # Clients reach the api through nginx (slow clients), Prometheus reaches it directly.
+    assert "ports" not in api
+    assert gpu["proxy"]["ports"] == [{"published": 8000, "target": 8000}]
+    nginx_conf = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    assert "server api:8000;" in nginx_conf
 
 
 def _seconds(value: str) -> float:
