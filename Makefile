@@ -27,7 +27,9 @@ test-fast: install-test
 
 lint: install-test
 	$(BIN)/ruff check service trainer tests bench scripts
+	$(BIN)/ruff format --check service trainer tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/bandit -q -r service trainer --severity-level high
 
 eda: install-test
 	$(BIN)/python -m trainer eda ../shared/data/fer2013 --out reports/eda-fer2013

@@ -7,9 +7,12 @@ start (scripts/serve.sh or the image sets it) and emptied (on_starting here); de
 are marked in child_exit.
 """
 
+import json
 import os
 import shutil
 import signal
+
+import gunicorn.util
 
 from service.config import Settings
 
@@ -30,6 +33,34 @@ limit_request_line = 8190
 limit_request_field_size = 8190
 max_requests = 0
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+# Requests gunicorn refuses before the app sees them (request line or header too long,
+# malformed HTTP) get the service's JSON error shape instead of gunicorn's HTML page.
+_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    414: "uri_too_long",
+    417: "expectation_failed",
+    431: "header_too_large",
+    500: "internal_error",
+    501: "not_implemented",
+}
+
+
+def _json_error(sock, status_int, reason, mesg):
+    code = _CODES.get(status_int, "bad_request")
+    message = mesg or reason
+    body = json.dumps({"error": {"code": code, "message": message}, "request_id": ""}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn.util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+# Workers call gunicorn.util.write_error through the module: replace it there.
+gunicorn.util.write_error = _json_error
 
 
 def on_starting(server):

@@ -1,0 +1,80 @@
+"""In-process pipeline throughput and per-stage milliseconds (decode, detect, crop,
+classify), on the fixed image sets of bench/images.py, with the bundled model.
+
+    python -m bench.pipeline [--seconds 10] [--sets single,multi,phone,crops]
+
+One caller thread, as a library user would call it; TensorFlow and OpenCV use both
+cores inside each call. bench/serve runs the same measurement beside the served one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+from bench.images import SETS
+from bench.server import ROOT, YUNET
+
+STAGES = ("decode", "detect", "crop", "classify")
+
+
+def make_analyzer(model_dir: Path = ROOT / "models" / "emotion", flip_tta: bool = True):
+    """The service's own Analyzer with the real model and detector, loaded and warm."""
+    from service.detection import make_detector
+    from service.model import SavedModelClassifier
+    from service.pipeline import Analyzer
+    from service.registry import ModelSlot
+
+    model = SavedModelClassifier(model_dir, flip_tta=flip_tta)
+    model.load()
+    if not model.ready:
+        raise SystemExit(f"model did not load: {model.error}")
+    yunet = str(YUNET) if YUNET.is_file() else ""
+    detector = make_detector("auto", yunet, 0.0, 640)
+    return Analyzer(ModelSlot.fixed(model), detector, 40_000_000)
+
+
+def measure(analyzer, bodies: list[bytes], detect: bool, seconds: float) -> dict:
+    """Images/s and mean ms per stage over ``seconds`` of back-to-back calls."""
+    from service.pipeline import Options
+
+    opts = Options(detect=detect)
+    for body in bodies[:3]:  # warm caches (first JPEG decode, detector input size)
+        analyzer.analyze(body, opts)
+    timings: dict[str, list[float]] = {s: [] for s in (*STAGES, "total")}
+    faces, n = 0, 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        result = analyzer.analyze(bodies[n % len(bodies)], opts)
+        for stage in timings:
+            timings[stage].append(result["timings_ms"][stage])
+        faces += len(result["faces"])
+        n += 1
+    elapsed = time.perf_counter() - t0
+    return {
+        "images": n,
+        "images_per_s": round(n / elapsed, 2),
+        "faces_per_image": round(faces / n, 2),
+        **{f"{s}_ms": round(statistics.fmean(v), 2) for s, v in timings.items()},
+        "p50_ms": round(statistics.median(timings["total"]), 2),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seconds", type=float, default=10.0, help="per image set")
+    p.add_argument("--sets", default=",".join(SETS))
+    p.add_argument("--no-tta", action="store_true", help="classify without the flip")
+    args = p.parse_args()
+    analyzer = make_analyzer(flip_tta=not args.no_tta)
+    cols = ("images_per_s", "faces_per_image", *[f"{s}_ms" for s in (*STAGES, "total")], "p50_ms")
+    print(f"{'set':8} " + " ".join(f"{c:>15}" for c in cols))
+    for name in args.sets.split(","):
+        r = measure(analyzer, SETS[name](), detect=name != "crops", seconds=args.seconds)
+        print(f"{name:8} " + " ".join(f"{r[c]:>15}" for c in cols), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Served throughput and latency under load, beside the in-process pipeline, in one run.
+
+Starts gunicorn on 127.0.0.1 (scripts/serve.sh, bundled model) for each configuration,
+drives it with bench/loadgen at each concurrency for a fixed time, and prints
+requests/s, p50/p95/p99 latency, errors, and each worker's memory before and after. The
+in-process pipeline (bench/pipeline) is measured on the same images in the same run, so
+the ratios compare like with like on a noisy machine.
+
+    python -m bench.serve                              # defaults below
+    python -m bench.serve --configs 2x4:batch,2x4:nobatch --concurrency 1,16,64
+    python -m bench.serve --soak 20000                 # memory over 20,000 requests
+
+A configuration is WORKERSxTHREADS[:batch|:nobatch][:tta|:notta].
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import tempfile
+import time
+from pathlib import Path
+
+from bench.images import SETS
+from bench.loadgen import Load, summary
+from bench.pipeline import make_analyzer, measure
+from bench.server import serve
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def worker_pids(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children")
+    return sorted(int(p) for p in children.read_text().split()) if children.exists() else []
+
+
+def parse_config(text: str) -> dict:
+    parts = text.split(":")
+    workers, threads = (int(x) for x in parts[0].split("x"))
+    return {
+        "workers": workers,
+        "threads": threads,
+        "batch": "nobatch" not in parts[1:],
+        "tta": "notta" not in parts[1:],
+        "name": text,
+    }
+
+
+def in_process(image_set: str, seconds: float, tta: bool) -> dict:
+    analyzer = make_analyzer(flip_tta=tta)
+    result = measure(analyzer, SETS[image_set](), detect=image_set != "crops", seconds=seconds)
+    del analyzer
+    gc.collect()
+    return result
+
+
+@contextlib.contextmanager
+def serving(cfg: dict):
+    """gunicorn with one configuration; yields (url, master process)."""
+    env = {"FER_BATCH": str(cfg["batch"]).lower(), "FER_FLIP_TTA": str(cfg["tta"]).lower()}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        serve(
+            Path(tmp), workers=cfg["workers"], threads=cfg["threads"], FER_JSON_LOGS="false", **env
+        ) as (url, proc, _),
+    ):
+        yield url, proc
+
+
+def run_config(cfg: dict, bodies: list[bytes], levels: list[int], seconds: float, path: str):
+    with serving(cfg) as (url, proc):
+        Load(url, bodies, concurrency=4, duration=3, path=path).run()  # warm-up
+        pids = worker_pids(proc.pid)
+        rows = []
+        for c in levels:
+            before = [rss_mb(p) for p in pids]
+            t0 = time.monotonic()
+            calls = Load(url, bodies, concurrency=c, duration=seconds, path=path).run()
+            s = summary(calls, time.monotonic() - t0)
+            rows.append(
+                {
+                    "concurrency": c,
+                    **s,
+                    "rss_before": before,
+                    "rss_after": [rss_mb(p) for p in pids],
+                }
+            )
+        return rows
+
+
+def soak(cfg: dict, bodies: list[bytes], total: int, concurrency: int, path: str) -> None:
+    with serving(cfg) as (url, proc):
+        Load(url, bodies, concurrency=concurrency, duration=10, path=path).run()  # warm-up
+        pids = worker_pids(proc.pid)
+        start = [rss_mb(p) for p in pids]
+        print(f"soak {cfg['name']}: {total} requests at concurrency {concurrency}", flush=True)
+        print(f"  after warm-up: RSS MB per worker {start}", flush=True)
+        done, t0, errors = 0, time.monotonic(), 0
+        while done < total:
+            calls = Load(url, bodies, concurrency=concurrency, duration=30, path=path).run()
+            done += len(calls)
+            errors += sum(not c.ok for c in calls)
+            now = [rss_mb(p) for p in pids]
+            print(f"  {done:6d} requests, {errors} errors: RSS MB {now}", flush=True)
+        growth = [round((b - a) / a * 100, 2) for a, b in zip(start, now, strict=True)]
+        print(
+            f"  growth per worker over {done} requests after warm-up: {growth} % "
+            f"({round(done / (time.monotonic() - t0), 1)} req/s)"
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--configs", default="2x4:batch,2x4:nobatch")
+    p.add_argument("--concurrency", default="1,4,16,64")
+    p.add_argument("--seconds", type=float, default=15.0, help="per concurrency level")
+    p.add_argument("--set", default="single", choices=sorted(SETS))
+    p.add_argument("--soak", type=int, default=0, help="instead: memory over N requests")
+    p.add_argument("--soak-concurrency", type=int, default=16)
+    args = p.parse_args()
+    bodies = SETS[args.set]()
+    path = "/predict?detect=false" if args.set == "crops" else "/predict"
+    configs = [parse_config(c) for c in args.configs.split(",")]
+    if args.soak:
+        soak(configs[0], bodies, args.soak, args.soak_concurrency, path)
+        return
+    levels = [int(c) for c in args.concurrency.split(",")]
+    base = in_process(args.set, args.seconds, configs[0]["tta"])
+    print(
+        f"in-process pipeline ({args.set}): {base['images_per_s']} images/s, "
+        f"p50 {base['p50_ms']} ms (one caller)",
+        flush=True,
+    )
+    head = f"{'config':16} {'conc':>4} {'req/s':>7} {'x inproc':>8} {'p50':>7} {'p95':>7} "
+    print(head + f"{'p99':>7} {'p50/inproc':>10}  errors  RSS MB before -> after", flush=True)
+    for cfg in configs:
+        for r in run_config(cfg, bodies, levels, args.seconds, path):
+            print(
+                f"{cfg['name']:16} {r['concurrency']:>4} {r['rps']:>7} "
+                f"{r['rps'] / base['images_per_s']:>8.2f} {r['p50_ms']:>7} {r['p95_ms']:>7} "
+                f"{r['p99_ms']:>7} {r['p50_ms'] / base['p50_ms']:>10.2f}  "
+                f"{sum(r['errors'].values()) or '-':>6}  {r['rss_before']} -> {r['rss_after']}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""A short, bounded fuzzing run of the decoding path, and replays of past findings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.fuzz.fuzz_decode import check
+
+REGRESSIONS = sorted((Path(__file__).parent / "regressions").glob("*"))
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=[p.name for p in REGRESSIONS])
+def test_past_fuzzer_findings_stay_fixed(path):
+    check(path.read_bytes())
+
+
+@pytest.mark.slow
+def test_short_fuzzing_run_finds_nothing(tmp_path):
+    pytest.importorskip("atheris")
+    corpus = tmp_path / "corpus"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.fuzz.fuzz_decode",
+            str(corpus),
+            "-max_total_time=30",
+            "-max_len=4096",
+            "-timeout=10",
+            "-rss_limit_mb=4096",
+        ],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    tail = res.stderr[-3000:]
+    assert res.returncode == 0, tail
+    assert "Done" in tail and "INITED" in res.stderr, tail
+    assert not list(tmp_path.glob("crash-*")), tail
