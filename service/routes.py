@@ -74,6 +74,8 @@ def models():
         created=meta.get("created"),
         detector=_state().detector.name,
         flip_tta=_state().settings.flip_tta,
+        device=getattr(model, "device", "unknown"),
+        batching=_state().settings.batch,
     )
 
 

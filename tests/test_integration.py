@@ -79,6 +79,7 @@ def test_multipart_and_errors_over_http(server, astronaut):
     assert r.status_code == 405 and "POST" in r.headers["Allow"]
     ready = checked(requests.get(url + "/ready", timeout=10)).json()
     assert ready["ready"] and ready["version"] == "1"
+    assert checked(requests.get(url + "/v1/models", timeout=10)).json()["device"] == "CPU"
 
 
 def _metric(text: str, name: str) -> float:

@@ -89,6 +89,7 @@ def test_prometheus_scrapes_requests_and_stages(tiny_model, yunet_path, astronau
             rules = requests.get(prom + "/api/v1/rules", timeout=5).json()["data"]["groups"]
             alerts = {r["name"] for g in rules for r in g["rules"] if r["type"] == "alerting"}
             assert alerts == {
+                "FerModelVersionRefused",
                 "FerApiDown",
                 "FerModelNotReady",
                 "FerHighErrorRate",

@@ -116,6 +116,7 @@ def test_health_ready_and_models(client):
     info = client.get("/v1/models").json
     assert info["version"] == "7" and info["input_size"] == 48
     assert info["metrics"]["test"]["accuracy"] == 0.5
+    assert info["device"] == "unknown" and info["batching"] is True  # the fake has no device
 
 
 def test_not_ready_is_503_with_retry_after(settings, detector):
