@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from trainer.evaluate import markdown_table
 
 
@@ -20,6 +22,22 @@ def _metrics_section(meta: dict) -> str:
 def _speed(history: list[dict], stage: int) -> str:
     v = [h["images_per_second"] for h in history if h["stage"] == stage]
     return f"{sum(v) / len(v):.0f}" if v else "n/a"
+
+
+def _init_section(meta: dict) -> str:
+    init = meta.get("init")
+    if not init:
+        return ""
+    t = init.get("training", {})
+    total = (meta.get("train_seconds", 0) + init["total_train_seconds"]) / 60
+    return (
+        f"\nWarm restart: training started from the weights of `{init['folder']}` "
+        f"({init['name']} version {init['version']}: recipe `{t.get('recipe')}`, "
+        f"{t.get('stage1_epochs')} + {t.get('stage2_epochs')} epochs from "
+        f"`{Path(str(t.get('base_weights', ''))).name}`, {init['train_seconds'] / 60:.0f} min), "
+        f"not from ImageNet; the stages below continue it. Training time of the whole "
+        f"lineage: {total:.0f} min (epochs only).\n"
+    )
 
 
 def model_card(meta: dict) -> str:
@@ -63,7 +81,7 @@ trainable, BatchNorm {t["bn_mode"]}, {t["stage2_epochs"]} epoch(s) at {t["stage2
 ({t["lr_schedule"]} schedule), early stopping patience {t["early_stopping"]}.
 Batch {t["batch_size"]}, class weights `{t["class_weight"]}`, label smoothing
 {t["label_smoothing"]}, augmentation: flip {t["flip"]}, rotation {t["rotation"]} deg,
-shift {t["shift"]}, shear {t["shear"]}, zoom {t["zoom"]}. Seed {t["seed"]}.
+shift {t["shift"]}, shear {t["shear"]}, zoom {t["zoom"]}. Seed {t["seed"]}.{_init_section(meta)}
 Best epoch (stage, epoch): {meta.get("best_epoch")}; stopped early: {meta.get("stopped_early")}.
 Training time {meta.get("train_seconds", 0) / 60:.0f} min (epochs only); mean throughput
 {_speed(hist, 1)} images/s in stage 1 and {_speed(hist, 2)} images/s in stage 2 on the

@@ -43,6 +43,8 @@ def train_and_export(
         dataset=_data_meta(prep),
         train_seconds=round(sum(h.get("seconds", 0) for h in state["history"])),
     )
+    if cfg.init_from:
+        meta["init"] = _init_meta(Path(cfg.init_from))
     meta["metrics"] = {}
 
     def finish(exported: Exported, folder: Path) -> None:
@@ -66,6 +68,21 @@ def train_and_export(
     final = export(model, models_dir, meta, sample, finish)
     print(f"exported {final}", flush=True)
     return final
+
+
+def _init_meta(folder: Path) -> dict:
+    """What a warm-started model started from, so its card can give the whole history."""
+    init = json.loads((folder / "metadata.json").read_text())
+    seconds = init.get("train_seconds", 0) + init.get("init", {}).get("total_train_seconds", 0)
+    return {
+        "folder": str(folder),
+        "name": init.get("name"),
+        "version": init.get("version"),
+        "code_revision": init.get("code_revision"),
+        "train_seconds": init.get("train_seconds", 0),
+        "total_train_seconds": seconds,  # including what that model started from
+        "training": init.get("training", {}),
+    }
 
 
 def _data_meta(prep: Prepared) -> dict:

@@ -154,6 +154,10 @@ def test_init_from_an_exported_version_starts_from_its_weights(tiny_model, tiny_
         for d in (tiny_model, tmp_path / "emotion" / "1")
     )
     np.testing.assert_allclose(new, old, atol=1e-5)
+    meta = json.loads((tmp_path / "emotion" / "1" / "metadata.json").read_text())
+    assert meta["init"]["folder"] == str(tiny_model) and meta["init"]["version"] == 1
+    card = (tmp_path / "emotion" / "1" / "MODEL_CARD.md").read_text()
+    assert "Warm restart: training started from the weights of" in card
 
 
 def test_init_from_another_network_is_refused(tiny_model, tiny_data, tmp_path, capsys):
