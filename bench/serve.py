@@ -10,7 +10,8 @@ the ratios compare like with like on a noisy machine.
     python -m bench.serve --configs 2x4:batch,2x4:nobatch --concurrency 1,16,64
     python -m bench.serve --soak 20000                 # memory over 20,000 requests
 
-A configuration is WORKERSxTHREADS[:batch|:nobatch][:tta|:notta].
+A configuration is WORKERSxTHREADS[:batch|:nobatch][:tta|:notta][:sync] (sync: gunicorn's
+sync worker class, one request per worker at a time; default gthread).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def parse_config(text: str) -> dict:
         "threads": threads,
         "batch": "nobatch" not in parts[1:],
         "tta": "notta" not in parts[1:],
+        "worker_class": "sync" if "sync" in parts[1:] else "gthread",
         "name": text,
     }
 
@@ -63,7 +65,11 @@ def in_process(image_set: str, seconds: float, tta: bool) -> dict:
 @contextlib.contextmanager
 def serving(cfg: dict):
     """gunicorn with one configuration; yields (url, master process)."""
-    env = {"FER_BATCH": str(cfg["batch"]).lower(), "FER_FLIP_TTA": str(cfg["tta"]).lower()}
+    env = {
+        "FER_BATCH": str(cfg["batch"]).lower(),
+        "FER_FLIP_TTA": str(cfg["tta"]).lower(),
+        "FER_WORKER_CLASS": cfg["worker_class"],
+    }
     with (
         tempfile.TemporaryDirectory() as tmp,
         serve(

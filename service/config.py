@@ -80,6 +80,9 @@ class Settings:
     )
     workers: int = field(default=2, metadata={"doc": "gunicorn worker processes"})
     threads: int = field(default=4, metadata={"doc": "threads per gunicorn worker"})
+    worker_class: str = field(
+        default="gthread", metadata={"doc": "gunicorn worker class: gthread or sync"}
+    )
     bind: str = field(default="0.0.0.0:8000", metadata={"doc": "gunicorn listen address"})
     timeout: int = field(
         default=120, metadata={"doc": "gunicorn worker timeout, s (above load + warm-up)"}

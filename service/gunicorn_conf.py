@@ -21,7 +21,11 @@ _s = Settings.from_env()
 bind = _s.bind
 workers = _s.workers
 threads = _s.threads
-worker_class = "gthread"
+if _s.worker_class not in ("gthread", "sync"):
+    raise SystemExit(f"FER_WORKER_CLASS={_s.worker_class!r}: use gthread or sync")
+# gthread: threads overlap one request's decoding/detection with another's model call and
+# let dynamic batching group them; sync: one request per worker at a time.
+worker_class = _s.worker_class
 timeout = _s.timeout
 graceful_timeout = 30
 keepalive = 5
