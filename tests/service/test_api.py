@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from service.app import create_app
+from service.config import Settings
 from service.detection import Face
-from tests.conftest import CLASSES, jpeg_bytes
+from tests.conftest import CLASSES, ROOT, jpeg_bytes
 from tests.service.conftest import CheckedClient, FakeDetector, FakeModel
 
 
@@ -250,3 +251,11 @@ def test_access_log_is_json_with_request_id_and_timings(client, caplog):
     line = json.loads(logging.getLogger().handlers[0].format(rec))
     assert line["request_id"] == "log-1" and line["level"] == "INFO"
     assert "image" not in line  # bytes are never logged
+
+
+def test_every_setting_is_documented_in_the_readme():
+    from dataclasses import fields
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [f.name for f in fields(Settings) if f"FER_{f.name.upper()}" not in readme]
+    assert not missing, f"settings missing from README's configuration table: {missing}"
