@@ -131,3 +131,15 @@ def test_requests_keep_being_served_while_a_new_version_loads(tmp_path):
         # Within one client, once the new version answered the old one never did again.
         assert set(versions[versions.index("2") :]) == {"2"}
     assert client.get("/ready").get_json()["version"] == "2"
+
+
+def test_removing_the_newest_version_rolls_back(tmp_path):
+    import shutil
+
+    add_version(tmp_path, 1)
+    newest = add_version(tmp_path, 2)
+    slot = ModelSlot(tmp_path, FolderModel)
+    slot.check()
+    assert slot.current().version == "2"
+    shutil.rmtree(newest)
+    assert slot.check() and slot.current().version == "1"
