@@ -1,6 +1,7 @@
 """Dynamic batching: faces from concurrent requests of one worker share one model call.
 
-Each request thread hands its faces to ``Batcher.predict`` and blocks. One collector
+A request takes a ticket when it starts (``with batcher.ticket() as t``), hands its faces
+to ``t.predict`` once they are cropped, and blocks. One collector
 thread takes the oldest waiting request and, while other requests of this worker are
 still on their way to the classifier (decoding, detecting), waits up to ``max_wait_ms``
 for them, up to ``max_faces`` faces in all. Then one model call, and each request gets
