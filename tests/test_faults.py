@@ -195,5 +195,5 @@ def test_no_usable_model_at_start_is_503_without_a_crash_loop(
         assert len(log_lines(log, expected)) == 2, text[-2000:]  # once per worker
         # The fix arrives: a good version, picked up without a restart.
         copy_version(tiny_model, root, 2)
-        wait_until(lambda: requests.get(url + "/ready", timeout=30).status_code == 200)
-        assert versions_seen(url) == {"2"}
+        wait_until(lambda: versions_seen(url) == {"2"}, what="version 2 in every worker")
+        assert requests.get(url + "/ready", timeout=30).status_code == 200
