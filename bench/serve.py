@@ -10,8 +10,9 @@ the ratios compare like with like on a noisy machine.
     python -m bench.serve --configs 2x4:batch,2x4:nobatch --concurrency 1,16,64
     python -m bench.serve --soak 20000                 # memory over 20,000 requests
 
-A configuration is WORKERSxTHREADS[:batch|:nobatch][:tta|:notta][:sync] (sync: gunicorn's
-sync worker class, one request per worker at a time; default gthread).
+A configuration is WORKERSxTHREADS[:batch][:notta]: WORKERSx1 runs gunicorn's sync
+workers (one request per worker at a time), more threads the gthread class; batch turns
+dynamic batching on (gthread only).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -47,19 +49,13 @@ def parse_config(text: str) -> dict:
     return {
         "workers": workers,
         "threads": threads,
-        "batch": "nobatch" not in parts[1:],
+        "batch": "batch" in parts[1:],
         "tta": "notta" not in parts[1:],
-        "worker_class": "sync" if "sync" in parts[1:] else "gthread",
+        "worker_class": "gthread"
+        if parts[0].split("x")[1] != "1" or "gthread" in parts[1:]
+        else "sync",
         "name": text,
     }
-
-
-def in_process(image_set: str, seconds: float, tta: bool) -> dict:
-    analyzer = make_analyzer(flip_tta=tta)
-    result = measure(analyzer, SETS[image_set](), detect=image_set != "crops", seconds=seconds)
-    del analyzer
-    gc.collect()
-    return result
 
 
 @contextlib.contextmanager
@@ -69,6 +65,7 @@ def serving(cfg: dict):
         "FER_BATCH": str(cfg["batch"]).lower(),
         "FER_FLIP_TTA": str(cfg["tta"]).lower(),
         "FER_WORKER_CLASS": cfg["worker_class"],
+        "FER_RELOAD_SECONDS": "0",  # no version checks while measuring
     }
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -79,16 +76,30 @@ def serving(cfg: dict):
         yield url, proc
 
 
-def run_config(cfg: dict, bodies: list[bytes], levels: list[int], seconds: float, path: str):
+def run_config(cfg, analyzer, bodies, levels, seconds, path, rounds=5):
+    """Rows per concurrency level; concurrency 1 alternates with the in-process pipeline
+    in short rounds, so both see the same machine (it is noisy)."""
+    detect = not path.endswith("detect=false")
     with serving(cfg) as (url, proc):
         Load(url, bodies, concurrency=4, duration=3, path=path).run()  # warm-up
+        measure(analyzer, bodies, detect, seconds=1)
         pids = worker_pids(proc.pid)
-        rows = []
+        rows, inproc = [], []
         for c in levels:
             before = [rss_mb(p) for p in pids]
             t0 = time.monotonic()
-            calls = Load(url, bodies, concurrency=c, duration=seconds, path=path).run()
-            s = summary(calls, time.monotonic() - t0)
+            if c == 1:
+                calls = []
+                for _ in range(rounds):
+                    inproc.append(measure(analyzer, bodies, detect, seconds / rounds))
+                    calls += Load(
+                        url, bodies, concurrency=1, duration=seconds / rounds, path=path
+                    ).run()
+                elapsed = sum(call.seconds for call in calls)
+            else:
+                calls = Load(url, bodies, concurrency=c, duration=seconds, path=path).run()
+                elapsed = time.monotonic() - t0
+            s = summary(calls, elapsed)
             rows.append(
                 {
                     "concurrency": c,
@@ -97,7 +108,15 @@ def run_config(cfg: dict, bodies: list[bytes], levels: list[int], seconds: float
                     "rss_after": [rss_mb(p) for p in pids],
                 }
             )
-        return rows
+        base = (
+            {
+                "images_per_s": statistics.median(r["images_per_s"] for r in inproc),
+                "p50_ms": statistics.median(r["p50_ms"] for r in inproc),
+            }
+            if inproc
+            else None
+        )
+        return rows, base
 
 
 def soak(cfg: dict, bodies: list[bytes], total: int, concurrency: int, path: str) -> None:
@@ -123,7 +142,7 @@ def soak(cfg: dict, bodies: list[bytes], total: int, concurrency: int, path: str
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--configs", default="2x4:batch,2x4:nobatch")
+    p.add_argument("--configs", default="2x1,2x4,2x4:batch,1x8:batch")
     p.add_argument("--concurrency", default="1,4,16,64")
     p.add_argument("--seconds", type=float, default=15.0, help="per concurrency level")
     p.add_argument("--set", default="single", choices=sorted(SETS))
@@ -137,16 +156,21 @@ def main() -> None:
         soak(configs[0], bodies, args.soak, args.soak_concurrency, path)
         return
     levels = [int(c) for c in args.concurrency.split(",")]
-    base = in_process(args.set, args.seconds, configs[0]["tta"])
-    print(
-        f"in-process pipeline ({args.set}): {base['images_per_s']} images/s, "
-        f"p50 {base['p50_ms']} ms (one caller)",
-        flush=True,
-    )
+    if 1 not in levels:
+        levels = [1, *levels]  # the in-process comparison runs beside concurrency 1
     head = f"{'config':16} {'conc':>4} {'req/s':>7} {'x inproc':>8} {'p50':>7} {'p95':>7} "
-    print(head + f"{'p99':>7} {'p50/inproc':>10}  errors  RSS MB before -> after", flush=True)
     for cfg in configs:
-        for r in run_config(cfg, bodies, levels, args.seconds, path):
+        analyzer = make_analyzer(flip_tta=cfg["tta"])
+        rows, base = run_config(cfg, analyzer, bodies, levels, args.seconds, path)
+        del analyzer
+        gc.collect()
+        print(
+            f"\n{cfg['name']}: in-process pipeline ({args.set}, one caller, alternating with "
+            f"concurrency 1): {base['images_per_s']:.2f} images/s, p50 {base['p50_ms']:.1f} ms",
+            flush=True,
+        )
+        print(head + f"{'p99':>7} {'p50/inproc':>10}  errors  RSS MB before -> after", flush=True)
+        for r in rows:
             print(
                 f"{cfg['name']:16} {r['concurrency']:>4} {r['rps']:>7} "
                 f"{r['rps'] / base['images_per_s']:>8.2f} {r['p50_ms']:>7} {r['p95_ms']:>7} "

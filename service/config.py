@@ -65,7 +65,7 @@ class Settings:
         metadata={"doc": "check for a newer model version this often, s; 0 = only on SIGHUP"},
     )
     batch: bool = field(
-        default=True,
+        default=False,  # measured: no gain on a 2-core CPU (README, "Performance")
         metadata={"doc": "classify faces of concurrent requests in one model call"},
     )
     batch_max_faces: int = field(
@@ -81,7 +81,8 @@ class Settings:
     workers: int = field(default=2, metadata={"doc": "gunicorn worker processes"})
     threads: int = field(default=4, metadata={"doc": "threads per gunicorn worker"})
     worker_class: str = field(
-        default="gthread", metadata={"doc": "gunicorn worker class: gthread or sync"}
+        default="sync",  # measured: lowest latency, same throughput (README, "Performance")
+        metadata={"doc": "gunicorn worker class: sync or gthread (threads, batching)"},
     )
     bind: str = field(default="0.0.0.0:8000", metadata={"doc": "gunicorn listen address"})
     timeout: int = field(

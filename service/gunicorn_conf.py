@@ -23,8 +23,9 @@ workers = _s.workers
 threads = _s.threads
 if _s.worker_class not in ("gthread", "sync"):
     raise SystemExit(f"FER_WORKER_CLASS={_s.worker_class!r}: use gthread or sync")
-# gthread: threads overlap one request's decoding/detection with another's model call and
-# let dynamic batching group them; sync: one request per worker at a time.
+# sync (default): one request per worker at a time, the lowest latency measured here;
+# it needs a buffering proxy in front (nginx), which reads slow clients' requests in full.
+# gthread: FER_THREADS requests per worker, overlapping, which dynamic batching can group.
 worker_class = _s.worker_class
 timeout = _s.timeout
 graceful_timeout = 30

@@ -131,7 +131,12 @@ def test_killed_worker_under_load_fails_only_its_own_requests(
     assert all(c.start <= killed_at + 1 for c in failed)
 
 
-def test_sigterm_lets_requests_in_flight_finish(tiny_model, yunet_path, astronaut, tmp_path):
+@pytest.mark.parametrize("worker_class,clients", [("sync", 2), ("gthread", 4)])
+def test_sigterm_lets_requests_in_flight_finish(
+    worker_class, clients, tiny_model, yunet_path, astronaut, tmp_path
+):
+    # In flight: accepted by a worker. 2 sync workers take 2 requests at a time, 2
+    # gthread workers with 2 threads take 4.
     body = jpeg_bytes(astronaut)
 
     def slow_body():
@@ -154,9 +159,10 @@ def test_sigterm_lets_requests_in_flight_finish(tiny_model, yunet_path, astronau
         except requests.RequestException as e:
             results.append(type(e).__name__)
 
-    with gunicorn(tiny_model.parent, yunet_path, tmp_path / "srv", FER_THREADS="4") as srv:
+    env = {"FER_WORKER_CLASS": worker_class, "FER_THREADS": "2"}
+    with gunicorn(tiny_model.parent, yunet_path, tmp_path / "srv", **env) as srv:
         url, proc, log = srv
-        threads = [threading.Thread(target=client, args=(url,)) for _ in range(4)]
+        threads = [threading.Thread(target=client, args=(url,)) for _ in range(clients)]
         for t in threads:
             t.start()
         time.sleep(0.5)
@@ -164,7 +170,7 @@ def test_sigterm_lets_requests_in_flight_finish(tiny_model, yunet_path, astronau
         for t in threads:
             t.join()
         assert proc.wait(timeout=60) == 0
-    assert results == [200] * 4
+    assert results == [200] * clients
     assert "Traceback" not in log.read_text()
 
 

@@ -119,3 +119,31 @@ def test_a_failing_model_call_fails_every_request_in_it():
     # The collector survives and serves the next request.
     with batcher.ticket() as t:
         assert t.predict(FakeModel(), faces(1, 1)).shape == (1, 7)
+
+
+def test_the_app_batches_concurrent_requests_when_asked(tmp_path):
+    from service.app import create_app
+    from service.config import Settings
+    from tests.conftest import jpeg_bytes
+    from tests.service.conftest import CheckedClient, FakeDetector
+
+    model = SlowModel(0.05)
+    settings = Settings.from_env({}, model_dir=tmp_path, json_logs=False, batch=True)
+    app = create_app(settings, model=model, detector=FakeDetector())
+    app.test_client_class = CheckedClient
+    levels = [10 + 30 * i for i in range(8)]
+
+    def one(level):
+        img = np.full((48, 48), level, np.uint8)
+        r = app.test_client().post(
+            "/predict?detect=false", data=jpeg_bytes(img), content_type="image/jpeg"
+        )
+        return r.json["faces"][0]["emotion"]
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(one, levels))
+    expected = [
+        FakeModel().labels[int(FakeModel().predict(faces(v, 1)).argmax())] for v in levels
+    ]
+    assert got == expected
+    assert len(model.batches) < len(levels)
