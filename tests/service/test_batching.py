@@ -142,8 +142,6 @@ def test_the_app_batches_concurrent_requests_when_asked(tmp_path):
 
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(one, levels))
-    expected = [
-        FakeModel().labels[int(FakeModel().predict(faces(v, 1)).argmax())] for v in levels
-    ]
+    expected = [FakeModel().labels[int(FakeModel().predict(faces(v, 1)).argmax())] for v in levels]
     assert got == expected
     assert len(model.batches) < len(levels)
