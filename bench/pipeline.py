@@ -20,8 +20,12 @@ from bench.server import ROOT, YUNET
 STAGES = ("decode", "detect", "crop", "classify")
 
 
-def make_analyzer(model_dir: Path = ROOT / "models" / "emotion", flip_tta: bool = True):
-    """The service's own Analyzer with the real model and detector, loaded and warm."""
+def make_analyzer(
+    model_dir: Path = ROOT / "models" / "emotion", flip_tta: bool = True, decode_max_side=None
+):
+    """The service's own Analyzer with the real model and detector, loaded and warm, and
+    the service's settings (FER_* variables) unless told otherwise."""
+    from service.config import Settings
     from service.detection import make_detector
     from service.model import SavedModelClassifier
     from service.pipeline import Analyzer
@@ -31,9 +35,11 @@ def make_analyzer(model_dir: Path = ROOT / "models" / "emotion", flip_tta: bool 
     model.load()
     if not model.ready:
         raise SystemExit(f"model did not load: {model.error}")
+    settings = Settings.from_env()
     yunet = str(YUNET) if YUNET.is_file() else ""
-    detector = make_detector("auto", yunet, 0.0, 640)
-    return Analyzer(ModelSlot.fixed(model), detector, 40_000_000)
+    detector = make_detector("auto", yunet, 0.0, settings.detect_max_side)
+    side = settings.decode_max_side if decode_max_side is None else decode_max_side
+    return Analyzer(ModelSlot.fixed(model), detector, settings.max_pixels, None, side)
 
 
 def measure(analyzer, bodies: list[bytes], detect: bool, seconds: float) -> dict:
@@ -67,8 +73,11 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="per image set")
     p.add_argument("--sets", default=",".join(SETS))
     p.add_argument("--no-tta", action="store_true", help="classify without the flip")
+    p.add_argument(
+        "--decode-max-side", type=int, default=None, help="default: FER_DECODE_MAX_SIDE's"
+    )
     args = p.parse_args()
-    analyzer = make_analyzer(flip_tta=not args.no_tta)
+    analyzer = make_analyzer(flip_tta=not args.no_tta, decode_max_side=args.decode_max_side)
     cols = ("images_per_s", "faces_per_image", *[f"{s}_ms" for s in (*STAGES, "total")], "p50_ms")
     print(f"{'set':8} " + " ".join(f"{c:>15}" for c in cols))
     for name in args.sets.split(","):

@@ -66,7 +66,10 @@ def create_app(
         models.start()  # (the first) load, then watch for newer versions
     batcher = Batcher(settings.batch_max_faces, settings.batch_wait_ms) if settings.batch else None
     app.extensions["fer"] = State(
-        settings, models, detector, Analyzer(models, detector, settings.max_pixels, batcher)
+        settings,
+        models,
+        detector,
+        Analyzer(models, detector, settings.max_pixels, batcher, settings.decode_max_side),
     )
     hooks.register(app)
     register_error_handlers(app)

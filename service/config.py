@@ -42,6 +42,10 @@ class Settings:
         default=0.0,
         metadata={"doc": "minimum detector score; 0 = backend default (YuNet 0.7, BlazeFace 0.5)"},
     )
+    decode_max_side: int = field(
+        default=1600,
+        metadata={"doc": "JPEGs twice this long side or more decode at reduced scale; 0 = off"},
+    )
     detect_max_side: int = field(
         default=640, metadata={"doc": "images are downscaled to this long side for detection"}
     )

@@ -49,16 +49,17 @@ class Analyzer:
         detector: Detector,
         max_pixels: int,
         batcher: Batcher | None = None,
+        decode_max_side: int = 0,
     ):
         self.models, self.detector, self.max_pixels = models, detector, max_pixels
-        self.batcher = batcher
+        self.batcher, self.decode_max_side = batcher, decode_max_side
 
     def analyze(self, data: bytes, opts: Options) -> dict:
         # One model for the whole request, even if a new version goes live meanwhile.
         model = self.models.current()
         with self.batcher.ticket() if self.batcher else Unbatched() as ticket:
             t = {"decode": time.perf_counter()}
-            img = decode(data, self.max_pixels)
+            img = decode(data, self.max_pixels, self.decode_max_side)
             t["detect"] = time.perf_counter()
             found, whole = self._find(img, opts)
             t["crop"] = time.perf_counter()
@@ -80,7 +81,9 @@ class Analyzer:
         if not opts.detect:
             return whole, True
         found = [
-            f for f in self.detector.detect(img.rgb) if min(f.width, f.height) >= opts.min_face_size
+            f
+            for f in self.detector.detect(img.rgb)
+            if min(f.width, f.height) * img.scale >= opts.min_face_size  # upload's pixels
         ]
         if not found and _looks_like_crop(img):
             return whole, True
@@ -110,7 +113,7 @@ class Analyzer:
             order = np.argsort(-p)[: opts.top_k]
             entries.append(
                 {
-                    "box": {"x": f.x, "y": f.y, "width": f.width, "height": f.height},
+                    "box": _box(f, img),
                     "detector_score": None if whole else f.score,
                     "emotion": labels[int(order[0])],
                     "confidence": round(float(p[order[0]]), 4),
@@ -124,8 +127,8 @@ class Analyzer:
                 }
             )
         out = {
-            "width": img.width,
-            "height": img.height,
+            "width": img.original_width,
+            "height": img.original_height,
             "model": {"name": model.name, "version": model.version},
             "detector": "none" if whole else self.detector.name,
             "whole_image": whole,
@@ -133,16 +136,30 @@ class Analyzer:
             "faces": entries,
         }
         if opts.annotate:
-            out["annotated_image"] = annotate(img.rgb, entries)
+            out["annotated_image"] = annotate(img.rgb, entries, img.scale)
         return out
 
 
-def annotate(rgb: np.ndarray, entries: list[dict]) -> str:
-    """A JPEG of the image with each face's box and label, base64-encoded."""
+def _box(f: Face, img: Decoded) -> dict:
+    """A face's box in the upload's pixels (the image may have been decoded smaller)."""
+    if img.scale == 1.0:
+        return {"x": f.x, "y": f.y, "width": f.width, "height": f.height}
+    s = img.scale
+    return {
+        "x": round(f.x * s),
+        "y": round(f.y * s),
+        "width": round(f.width * s),
+        "height": round(f.height * s),
+    }
+
+
+def annotate(rgb: np.ndarray, entries: list[dict], scale: float = 1.0) -> str:
+    """A JPEG of the (decoded) image with each face's box and label, base64-encoded;
+    ``scale`` maps the entries' upload coordinates to the decoded image's."""
     canvas = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     thick = max(1, round(max(rgb.shape[:2]) / 400))
     for e in entries:
-        b = e["box"]
+        b = {k: round(v / scale) for k, v in e["box"].items()}
         p1, p2 = (b["x"], b["y"]), (b["x"] + b["width"], b["y"] + b["height"])
         cv2.rectangle(canvas, p1, p2, (0, 200, 0), thick)
         text = f"{e['emotion']} {e['confidence']:.2f}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -117,7 +118,7 @@ def test_health_ready_and_models(client):
     info = client.get("/v1/models").json
     assert info["version"] == "7" and info["input_size"] == 48
     assert info["metrics"]["test"]["accuracy"] == 0.5
-    assert info["device"] == "unknown" and info["batching"] is True  # the fake has no device
+    assert info["device"] == "unknown" and info["batching"] is False  # fake; default off
 
 
 def test_not_ready_is_503_with_retry_after(settings, detector):
@@ -259,3 +260,60 @@ def test_every_setting_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     missing = [f.name for f in fields(Settings) if f"FER_{f.name.upper()}" not in readme]
     assert not missing, f"settings missing from README's configuration table: {missing}"
+
+
+def test_large_jpeg_decodes_smaller_but_answers_in_upload_pixels(settings, model):
+    # 4000x3000 decodes at 1/2 (2000x1500): the fake detector's box, given in decoded
+    # pixels, comes back doubled, and the reported size is the upload's.
+    detector = FakeDetector([Face(500, 400, 300, 300, 0.9)])
+    app = create_app(
+        replace(settings, max_pixels=20_000_000),
+        model=model,
+        detector=detector,
+    )
+    app.test_client_class = CheckedClient
+    big = np.zeros((3000, 4000, 3), np.uint8)
+    r = app.test_client().post(
+        "/predict?min_face_size=500&annotate=true", data=jpeg_bytes(big), content_type="image/jpeg"
+    )
+    assert (r.json["width"], r.json["height"]) == (4000, 3000)
+    assert r.json["faces"][0]["box"] == {"x": 1000, "y": 800, "width": 600, "height": 600}
+    annotated = Image.open(io.BytesIO(base64.b64decode(r.json["annotated_image"])))
+    assert annotated.size == (2000, 1500)
+    # min_face_size is in upload pixels too: 600 passes 500, fails 700.
+    r = app.test_client().post(
+        "/predict?min_face_size=700", data=jpeg_bytes(big), content_type="image/jpeg"
+    )
+    assert r.json["faces"] == []
+
+
+def test_reduced_decode_finds_the_same_face_as_full_decode(astronaut, yunet_path):
+    from service.detection import YuNetDetector
+    from service.imaging import decode
+
+    big = np.asarray(Image.fromarray(astronaut).resize((4096, 4096)))
+    data = jpeg_bytes(big)
+    det = YuNetDetector(yunet_path)
+    boxes = []
+    for max_side in (0, 1600):
+        img = decode(data, 40_000_000, max_side)
+        (face,) = det.detect(img.rgb)
+        boxes.append([v * img.scale for v in (face.x, face.y, face.width, face.height)])
+        assert (img.original_width, img.original_height) == (4096, 4096)
+    assert img.width == 2048  # decoded at 1/2
+    np.testing.assert_allclose(boxes[1], boxes[0], rtol=0.05, atol=20)
+
+
+def test_exif_rotated_large_jpeg_reports_the_upright_size(settings, model, detector):
+    im = Image.fromarray(np.zeros((3000, 4000, 3), np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif.tobytes())
+    app = create_app(
+        replace(settings, max_pixels=20_000_000),
+        model=model,
+        detector=detector,
+    )
+    r = app.test_client().post("/predict", data=buf.getvalue(), content_type="image/jpeg")
+    assert (r.json["width"], r.json["height"]) == (3000, 4000)
