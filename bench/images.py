@@ -22,9 +22,10 @@ SHARED = Path(
 )
 
 
-def _jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+def jpeg_bytes(arr: np.ndarray, quality: int = 90, **kw) -> bytes:
+    """An array encoded as JPEG (the tests use it too)."""
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
+    Image.fromarray(arr).save(buf, "JPEG", quality=quality, **kw)
     return buf.getvalue()
 
 
@@ -39,20 +40,20 @@ def _resize(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
 
 
-def single_face_jpeg() -> bytes:
-    return _jpeg(_resize(astronaut()[:384], 640, 480))
+def single_facejpeg_bytes() -> bytes:
+    return jpeg_bytes(_resize(astronaut()[:384], 640, 480))
 
 
-def multi_face_jpeg() -> bytes:
+def multi_facejpeg_bytes() -> bytes:
     a = astronaut()
-    return _jpeg(np.vstack([np.hstack([a, a[:, ::-1]]), np.hstack([a[:, ::-1], a])]))
+    return jpeg_bytes(np.vstack([np.hstack([a, a[:, ::-1]]), np.hstack([a[:, ::-1], a])]))
 
 
-def phone_jpeg() -> bytes:
+def phonejpeg_bytes() -> bytes:
     rng = np.random.default_rng(0)
     big = _resize(astronaut()[:384], 4032, 3024).astype(np.int16)
     big += rng.integers(-6, 7, big.shape, dtype=np.int16)  # sensor noise: a realistic size
-    return _jpeg(np.clip(big, 0, 255).astype(np.uint8), quality=92)
+    return jpeg_bytes(np.clip(big, 0, 255).astype(np.uint8), quality=92)
 
 
 def face_crops(n: int = 64) -> list[bytes]:
@@ -64,13 +65,13 @@ def face_crops(n: int = 64) -> list[bytes]:
     out = []
     for _ in range(n):
         noisy = np.clip(face.astype(np.int16) + rng.integers(-8, 9, face.shape), 0, 255)
-        out.append(_jpeg(np.repeat(noisy.astype(np.uint8)[..., None], 3, axis=2)))
+        out.append(jpeg_bytes(np.repeat(noisy.astype(np.uint8)[..., None], 3, axis=2)))
     return out
 
 
 SETS = {
-    "single": lambda: [single_face_jpeg()],
-    "multi": lambda: [multi_face_jpeg()],
-    "phone": lambda: [phone_jpeg()],
+    "single": lambda: [single_facejpeg_bytes()],
+    "multi": lambda: [multi_facejpeg_bytes()],
+    "phone": lambda: [phonejpeg_bytes()],
     "crops": face_crops,
 }

@@ -28,7 +28,7 @@ from pathlib import Path
 from bench.images import SETS
 from bench.loadgen import Load, summary
 from bench.pipeline import make_analyzer, measure
-from bench.server import serve
+from bench.server import serve, worker_pids
 
 
 def rss_mb(pid: int) -> float:
@@ -36,11 +36,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
-
-
-def worker_pids(master: int) -> list[int]:
-    children = Path(f"/proc/{master}/task/{master}/children")
-    return sorted(int(p) for p in children.read_text().split()) if children.exists() else []
 
 
 def parse_config(text: str) -> dict:

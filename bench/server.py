@@ -26,6 +26,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def worker_pids(master: int) -> list[int]:
+    """The gunicorn master's worker processes (its children), sorted."""
+    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
+    return sorted(int(p) for p in out.split())
+
+
 def wait_ready(
     url: str, proc: subprocess.Popen, seconds: float = 120, path: str = "/ready"
 ) -> None:
@@ -53,7 +59,7 @@ def serve(
 ):
     """Yield (url, process, log path) once ``wait`` answers 200; SIGTERM and wait on exit."""
     port = free_port()
-    (work / "prom").mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)  # gunicorn's on_starting makes prom/ inside
     log = work / "gunicorn.log"
     env = {
         **os.environ,

@@ -57,11 +57,16 @@ class NotReady(APIError):
         super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
-def error_body(code: str, message: str, fields: dict | None = None) -> dict:
+def error_body(
+    code: str, message: str, fields: dict | None = None, request_id: str | None = None
+) -> dict:
+    """The one error shape; ``request_id`` defaults to the current request's (gunicorn's
+    own refusals, outside any request, pass "")."""
     err: dict = {"code": code, "message": message}
     if fields:
         err["fields"] = fields
-    return {"error": err, "request_id": g.get("request_id", "")}
+    rid = g.get("request_id", "") if request_id is None else request_id
+    return {"error": err, "request_id": rid}
 
 
 def _json(code: str, message: str, status: int, fields=None, headers=None):
@@ -72,13 +77,15 @@ def _json(code: str, message: str, status: int, fields=None, headers=None):
     return resp
 
 
-_HTTP_CODES = {413: "payload_too_large"}
+# Codes that are not the reason phrase in snake case, so they match the service's own.
+_HTTP_CODES = {413: "payload_too_large", 431: "header_too_large", 500: "internal_error"}
 
 
-def _http_code(e: HTTPException) -> str:
-    if e.code in _HTTP_CODES:
-        return _HTTP_CODES[e.code]
-    return (e.name or "error").lower().replace(" ", "_").replace("'", "")
+def code_for_status(status: int | None, reason: str | None) -> str:
+    """The error code of an HTTP status: ``_HTTP_CODES`` or the reason phrase, snake case."""
+    if status in _HTTP_CODES:
+        return _HTTP_CODES[status]
+    return (reason or "error").lower().replace(" ", "_").replace("'", "")
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -90,7 +97,7 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(e: HTTPException):
         # Start from Werkzeug's response so headers such as Allow (405) survive.
         resp = e.get_response()
-        body = jsonify(error_body(_http_code(e), e.description or e.name))
+        body = jsonify(error_body(code_for_status(e.code, e.name), e.description or e.name))
         resp.set_data(body.get_data())
         resp.content_type = "application/json"
         return resp

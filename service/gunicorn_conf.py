@@ -15,6 +15,7 @@ import signal
 import gunicorn.util
 
 from service.config import Settings
+from service.errors import code_for_status, error_body
 
 _s = Settings.from_env()
 
@@ -41,22 +42,10 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
 # Requests gunicorn refuses before the app sees them (request line or header too long,
-# malformed HTTP) get the service's JSON error shape instead of gunicorn's HTML page.
-_CODES = {
-    400: "bad_request",
-    403: "forbidden",
-    414: "uri_too_long",
-    417: "expectation_failed",
-    431: "header_too_large",
-    500: "internal_error",
-    501: "not_implemented",
-}
-
-
+# malformed HTTP) get the service's JSON error shape and codes instead of gunicorn's HTML.
 def _json_error(sock, status_int, reason, mesg):
-    code = _CODES.get(status_int, "bad_request")
-    message = mesg or reason
-    body = json.dumps({"error": {"code": code, "message": message}, "request_id": ""}).encode()
+    code = code_for_status(status_int, reason)
+    body = json.dumps(error_body(code, mesg or reason, request_id="")).encode()
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"

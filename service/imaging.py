@@ -38,8 +38,8 @@ class Decoded:
     rgb: np.ndarray  # [H, W, 3] uint8
     gray: np.ndarray  # [H, W] uint8
     format: str
-    scale: float = 1.0
-    original_size: tuple[int, int] | None = None
+    scale: float
+    original_size: tuple[int, int]
 
     @property
     def width(self) -> int:
@@ -51,11 +51,11 @@ class Decoded:
 
     @property
     def original_width(self) -> int:
-        return self.original_size[0] if self.original_size else self.width
+        return self.original_size[0]
 
     @property
     def original_height(self) -> int:
-        return self.original_size[1] if self.original_size else self.height
+        return self.original_size[1]
 
 
 def decode(data: bytes, max_pixels: int, max_side: int = 0) -> Decoded:

@@ -142,8 +142,6 @@ class Analyzer:
 
 def _box(f: Face, img: Decoded) -> dict:
     """A face's box in the upload's pixels (the image may have been decoded smaller)."""
-    if img.scale == 1.0:
-        return {"x": f.x, "y": f.y, "width": f.width, "height": f.height}
     s = img.scale
     return {
         "x": round(f.x * s),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import sys
@@ -11,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from bench import images
+from bench.images import jpeg_bytes  # noqa: F401 - the tests import it from here
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -108,18 +110,10 @@ def yunet_path() -> Path:
     return YUNET
 
 
-def jpeg_bytes(arr: np.ndarray, quality: int = 90, **kw) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "JPEG", quality=quality, **kw)
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     """A real photo with one face (scikit-image ships it: works offline)."""
-    from skimage import data
-
-    return data.astronaut()
+    return images.astronaut()
 
 
 def copy_tree(src: Path, dst: Path) -> Path:

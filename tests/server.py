@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 
-from bench.server import free_port, serve, wait_ready
+import pytest
 
-__all__ = ["free_port", "gunicorn", "wait_ready"]
+from bench.server import free_port, serve, wait_ready, worker_pids
+
+__all__ = ["free_port", "gunicorn", "wait_ready", "wait_until", "worker_pids"]
+
+
+def wait_until(cond, seconds: float = 90, what: str = "condition") -> None:
+    """Poll ``cond`` every half second; fail the test if it stays false."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}")
 
 
 @contextlib.contextmanager

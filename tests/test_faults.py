@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import requests
 
 from bench.loadgen import Load
 from tests.conftest import jpeg_bytes
-from tests.server import gunicorn, wait_ready
+from tests.server import gunicorn, wait_ready, wait_until, worker_pids
 
 pytestmark = pytest.mark.slow
 
@@ -32,23 +31,9 @@ def copy_version(src: Path, root: Path, version: int) -> Path:
     return dst
 
 
-def workers_of(master: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
 def versions_seen(url: str, n: int = 12) -> set[str]:
     # New connections each time, so both workers answer over n tries.
     return {requests.get(url + "/ready", timeout=30).json()["version"] for _ in range(n)}
-
-
-def wait_until(cond, seconds: float = 90, what: str = "condition") -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def log_lines(log: Path, message: str) -> list[dict]:
@@ -73,7 +58,7 @@ def test_sighup_switches_versions_under_load_and_refuses_a_broken_one(
     with gunicorn(root, yunet_path, tmp_path / "srv", **env) as (url, proc, log):
         load = Load(url, [jpeg_bytes(astronaut)], concurrency=4).start()
         time.sleep(2)
-        workers = workers_of(proc.pid)
+        workers = worker_pids(proc.pid)
         copy_version(tiny_model, root, 2)
         proc.send_signal(signal.SIGHUP)
         wait_until(lambda: versions_seen(url) == {"2"}, what="version 2 in every worker")
@@ -87,7 +72,7 @@ def test_sighup_switches_versions_under_load_and_refuses_a_broken_one(
         calls = load.stop()
         # The same workers throughout: the switch happened inside them (gunicorn's own
         # SIGHUP would have replaced them with cold ones).
-        assert workers_of(proc.pid) == workers
+        assert worker_pids(proc.pid) == workers
     assert len(calls) > 20
     assert {c.status for c in calls} == {200}, [c.status for c in calls if not c.ok]
     refused = log_lines(log, "model version refused")
@@ -112,11 +97,11 @@ def test_killed_worker_under_load_fails_only_its_own_requests(
         url, proc, _ = srv
         load = Load(url, [jpeg_bytes(astronaut)], concurrency=4).start()
         time.sleep(3)
-        victim = workers_of(proc.pid)[0]
+        victim = worker_pids(proc.pid)[0]
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         wait_until(
-            lambda: len(workers_of(proc.pid)) == 2 and victim not in workers_of(proc.pid),
+            lambda: len(worker_pids(proc.pid)) == 2 and victim not in worker_pids(proc.pid),
             what="a replacement worker",
         )
         wait_ready(url, proc)
@@ -193,9 +178,9 @@ def test_no_usable_model_at_start_is_503_without_a_crash_loop(
             url + "/predict", data=b"x", headers={"Content-Type": "image/jpeg"}, timeout=30
         )
         assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_ready"
-        workers = workers_of(proc.pid)
+        workers = worker_pids(proc.pid)
         time.sleep(4)
-        assert workers_of(proc.pid) == workers, "workers restarted: a crash loop"
+        assert worker_pids(proc.pid) == workers, "workers restarted: a crash loop"
         text = log.read_text()
         expected = "no model to serve" if problem == "missing" else "model version refused"
         assert len(log_lines(log, expected)) == 2, text[-2000:]  # once per worker

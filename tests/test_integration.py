@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ import requests
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
 from tests.conftest import jpeg_bytes
-from tests.server import gunicorn, wait_ready
+from tests.server import gunicorn, wait_ready, wait_until, worker_pids
 from tests.service.conftest import SPEC
 
 pytestmark = pytest.mark.slow
@@ -191,28 +189,18 @@ def test_exif_rotated_phone_photo_is_turned_upright_before_detection(server, ast
 
 def test_killed_worker_is_replaced_and_sigterm_exits_cleanly(server, astronaut):
     url, proc, log = server
-    workers = subprocess.run(
-        ["pgrep", "-P", str(_gunicorn_pid(proc))], capture_output=True, text=True
-    ).stdout.split()
+    # serve.sh execs gunicorn, so the script's pid is the master's.
+    workers = worker_pids(proc.pid)
     assert len(workers) == 2
-    os.kill(int(workers[0]), signal.SIGKILL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        now = subprocess.run(
-            ["pgrep", "-P", str(_gunicorn_pid(proc))], capture_output=True, text=True
-        ).stdout.split()
-        if len(now) == 2 and workers[0] not in now:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail("worker not replaced")
+    os.kill(workers[0], signal.SIGKILL)
+    wait_until(
+        lambda: len(now := worker_pids(proc.pid)) == 2 and workers[0] not in now,
+        seconds=120,
+        what="a replacement worker",
+    )
     for _ in range(6):
         assert _post(url, jpeg_bytes(astronaut)).status_code in (200, 503)
     wait_ready(url, proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
     assert "Traceback" not in Path(log).read_text()
-
-
-def _gunicorn_pid(proc: subprocess.Popen) -> int:
-    return proc.pid  # serve.sh execs gunicorn, so the script's pid is the master's
