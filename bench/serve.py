@@ -10,9 +10,9 @@ the ratios compare like with like on a noisy machine.
     python -m bench.serve --configs 2x4:batch,2x4:nobatch --concurrency 1,16,64
     python -m bench.serve --soak 20000                 # memory over 20,000 requests
 
-A configuration is WORKERSxTHREADS[:batch][:notta]: WORKERSx1 runs gunicorn's sync
-workers (one request per worker at a time), more threads the gthread class; batch turns
-dynamic batching on (gthread only).
+A configuration is WORKERSxTHREADS[:batch][:notta][:gthread]: WORKERSx1 runs gunicorn's
+sync workers (one request per worker at a time) unless :gthread says otherwise, more
+threads the gthread class; batch turns dynamic batching on (gthread only).
 """
 
 from __future__ import annotations
@@ -46,9 +46,7 @@ def parse_config(text: str) -> dict:
         "threads": threads,
         "batch": "batch" in parts[1:],
         "tta": "notta" not in parts[1:],
-        "worker_class": "gthread"
-        if parts[0].split("x")[1] != "1" or "gthread" in parts[1:]
-        else "sync",
+        "worker_class": "gthread" if threads > 1 or "gthread" in parts[1:] else "sync",
         "name": text,
     }
 
@@ -103,14 +101,10 @@ def run_config(cfg, analyzer, bodies, levels, seconds, path, rounds=5):
                     "rss_after": [rss_mb(p) for p in pids],
                 }
             )
-        base = (
-            {
-                "images_per_s": statistics.median(r["images_per_s"] for r in inproc),
-                "p50_ms": statistics.median(r["p50_ms"] for r in inproc),
-            }
-            if inproc
-            else None
-        )
+        base = {  # main() always measures concurrency 1, so inproc has its rounds
+            "images_per_s": statistics.median(r["images_per_s"] for r in inproc),
+            "p50_ms": statistics.median(r["p50_ms"] for r in inproc),
+        }
         return rows, base
 
 
