@@ -84,6 +84,7 @@ def _train_parser(sub) -> None:
     _opt(p, "--shear", "shear", "augmentation: max shear fraction")
     _opt(p, "--zoom", "zoom", "augmentation: max zoom fraction")
     _flag(p, "flip", "flip", "augmentation: random horizontal flip")
+    _opt(p, "--erasing", "erasing", "augmentation: probability of erasing a random patch")
     _opt(p, "--class-weight", "class_weight", "class weights", choices=["balanced", "sqrt", "none"])
     _opt(p, "--dropout", "dropout", "dropout before the classifier")
     _opt(p, "--stage1-epochs", "stage1_epochs", "epochs with the base frozen")

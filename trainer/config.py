@@ -32,6 +32,7 @@ class TrainConfig:
     shear: float = 0.2
     zoom: float = 0.2
     flip: bool = True
+    erasing: float = 0.0  # probability of erasing a random patch (Zhong et al., 2017)
     class_weight: str = "balanced"  # balanced, sqrt or none
     dropout: float = 0.5
     stage1_epochs: int = 5
@@ -69,6 +70,7 @@ class TrainConfig:
             (self.stage1_epochs + self.stage2_epochs > 0, "nothing to train: 0 epochs"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (self.unfreeze >= 0, "--unfreeze must be >= 0"),
+            (0 <= self.erasing <= 1, "--erasing must be a probability in [0, 1]"),
         ]
         for ok, msg in checks:
             if not ok:

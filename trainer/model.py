@@ -29,6 +29,13 @@ def augmentation(cfg: TrainConfig, seed: int) -> keras.Sequential | None:
         steps.append(layers.RandomShear(rng, rng, fill_mode="nearest", seed=seed))
     if cfg.zoom:
         steps.append(layers.RandomZoom(cfg.zoom, fill_mode="nearest", seed=seed))
+    if cfg.erasing:
+        # Last, so the patch is not moved off the face. A (p, p) factor is the probability
+        # itself; a single float would draw a probability from [0, p]. 3-30 % of the area,
+        # filled with noise as in the paper, so occlusions (hands, hair, glasses) are
+        # rehearsed rather than the model leaning on one region of the face.
+        prob = (cfg.erasing, cfg.erasing)
+        steps.append(layers.RandomErasing(prob, value_range=(0, 255), seed=seed))
     return keras.Sequential(steps, name="augmentation") if steps else None
 
 

@@ -81,7 +81,8 @@ trainable, BatchNorm {t["bn_mode"]}, {t["stage2_epochs"]} epoch(s) at {t["stage2
 ({t["lr_schedule"]} schedule), early stopping patience {t["early_stopping"]}.
 Batch {t["batch_size"]}, class weights `{t["class_weight"]}`, label smoothing
 {t["label_smoothing"]}, augmentation: flip {t["flip"]}, rotation {t["rotation"]} deg,
-shift {t["shift"]}, shear {t["shear"]}, zoom {t["zoom"]}. Seed {t["seed"]}.{_init_section(meta)}
+shift {t["shift"]}, shear {t["shear"]}, zoom {t["zoom"]},
+random erasing {t.get("erasing", 0.0)}. Seed {t["seed"]}.{_init_section(meta)}
 Best epoch (stage, epoch): {meta.get("best_epoch")}; stopped early: {meta.get("stopped_early")}.
 Training time {meta.get("train_seconds", 0) / 60:.0f} min (epochs only); mean throughput
 {_speed(hist, 1)} images/s in stage 1 and {_speed(hist, 2)} images/s in stage 2 on the

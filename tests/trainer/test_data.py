@@ -144,6 +144,36 @@ def test_recipe_notebook_is_the_original_recipe():
     assert (cfg.stage1_epochs, cfg.stage1_lr, cfg.stage2_lr, cfg.unfreeze) == (5, 1e-3, 1e-5, 50)
     assert (cfg.rotation, cfg.shift, cfg.zoom, cfg.flip, cfg.dropout) == (20.0, 0.2, 0.2, True, 0.5)
     assert cfg.bn_mode == "frozen" and cfg.val_fraction == 0.2 and cfg.input_size == 96
+    assert cfg.erasing == 0.0
+
+
+def test_random_erasing_hits_the_given_share_of_images_with_a_patch():
+    import tensorflow as tf
+
+    from trainer.config import make_config
+    from trainer.model import augmentation
+
+    def erased(p: float) -> tuple[np.ndarray, np.ndarray]:
+        geometry = {"flip": False, "rotation": 0.0, "shift": 0.0, "zoom": 0.0}
+        aug = augmentation(make_config("finetune", base_weights="none", erasing=p, **geometry), 7)
+        if aug is None:
+            return np.zeros(400, bool), np.zeros(400)
+        out = aug(tf.fill((400, 48, 48, 3), 128.0), training=True).numpy()
+        area = (out != 128).any(axis=3).mean(axis=(1, 2))
+        return area > 0, area
+
+    hit, area = erased(0.5)
+    assert 0.4 < hit.mean() < 0.6  # a probability, not a probability drawn from [0, p]
+    assert 0.01 < area[hit].min() and area[hit].max() < 0.4
+    hit, area = erased(1.0)
+    assert hit.all()
+    assert not erased(0.0)[0].any()
+
+
+def test_erasing_outside_0_1_is_refused(tmp_path, capsys):
+    write_dataset(tmp_path, {"": 3})
+    rc, err = run_cli(["train", str(tmp_path), "--base-weights", "none", "--erasing", "2"], capsys)
+    assert rc == 2 and "--erasing must be a probability" in err
 
 
 def test_stratified_split_is_seeded(tmp_path):
