@@ -25,8 +25,9 @@ def augmentation(cfg: TrainConfig, seed: int) -> keras.Sequential | None:
     if cfg.shift:
         steps.append(layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="nearest", seed=seed))
     if cfg.shear:
-        rng = (-cfg.shear, cfg.shear)
-        steps.append(layers.RandomShear(rng, rng, fill_mode="nearest", seed=seed))
+        # Keras takes a positive range and picks the direction at random: a float f is
+        # shear in [-f, f] (a negative bound is refused when the layer is built).
+        steps.append(layers.RandomShear(cfg.shear, cfg.shear, fill_mode="nearest", seed=seed))
     if cfg.zoom:
         steps.append(layers.RandomZoom(cfg.zoom, fill_mode="nearest", seed=seed))
     if cfg.erasing:

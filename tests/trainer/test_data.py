@@ -144,7 +144,22 @@ def test_recipe_notebook_is_the_original_recipe():
     assert (cfg.stage1_epochs, cfg.stage1_lr, cfg.stage2_lr, cfg.unfreeze) == (5, 1e-3, 1e-5, 50)
     assert (cfg.rotation, cfg.shift, cfg.zoom, cfg.flip, cfg.dropout) == (20.0, 0.2, 0.2, True, 0.5)
     assert cfg.bn_mode == "frozen" and cfg.val_fraction == 0.2 and cfg.input_size == 96
-    assert cfg.erasing == 0.0
+    assert cfg.erasing == 0.0 and cfg.shear == pytest.approx(np.tan(np.radians(0.2)), abs=1e-4)
+
+
+@pytest.mark.parametrize("recipe", ["notebook", "finetune"])
+def test_every_recipe_builds_and_runs_its_augmentation(recipe):
+    # Keras checks most factors only when a layer is built, i.e. at the first batch of
+    # a real run: the notebook recipe's shear once failed there, minutes into training.
+    import tensorflow as tf
+
+    from trainer.config import make_config
+    from trainer.model import augmentation
+
+    aug = augmentation(make_config(recipe, base_weights="none", erasing=0.5), 1)
+    assert aug is not None
+    out = aug(tf.fill((4, 48, 48, 3), 100.0), training=True)
+    assert out.shape == (4, 48, 48, 3)
 
 
 def test_random_erasing_hits_the_given_share_of_images_with_a_patch():
