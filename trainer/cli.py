@@ -1,4 +1,4 @@
-"""``python -m trainer {eda,train,evaluate}``: argument parsing and error reporting only."""
+"""``python -m trainer {eda,train,evaluate,ensemble}``: argument parsing and error reporting."""
 
 from __future__ import annotations
 
@@ -24,6 +24,16 @@ def _flag(p: argparse.ArgumentParser, name: str, field: str, help: str) -> None:
     p.add_argument(
         f"--{name}", dest=field, default=None, action=argparse.BooleanOptionalAction, help=help
     )
+
+
+def _output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--models-dir",
+        type=Path,
+        default=Path("models"),
+        help="where models/<name>/<version>/ is written",
+    )
+    p.add_argument("--version", type=int, help="version number (default: next free)")
 
 
 def _train_parser(sub) -> None:
@@ -53,13 +63,7 @@ def _train_parser(sub) -> None:
         metavar="RUN_DIR",
         help="continue an interrupted run from its last completed epoch",
     )
-    p.add_argument(
-        "--models-dir",
-        type=Path,
-        default=Path("models"),
-        help="where models/<name>/<version>/ is written",
-    )
-    p.add_argument("--version", type=int, help="version number (default: next free)")
+    _output_args(p)
     p.add_argument(
         "--logical-cpus",
         type=int,
@@ -146,6 +150,16 @@ def _eval_parser(sub) -> None:
     p.add_argument("--title", default="", help="report title (names the output files)")
 
 
+def _ensemble_parser(sub) -> None:
+    p = sub.add_parser(
+        "ensemble",
+        help="export the mean of exported versions as a new version",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("members", type=Path, nargs="+", help="models/<name>/<version> folders")
+    _output_args(p)
+
+
 def _eda_parser(sub) -> None:
     p = sub.add_parser(
         "eda",
@@ -164,6 +178,7 @@ def parser() -> argparse.ArgumentParser:
     _eda_parser(sub)
     _train_parser(sub)
     _eval_parser(sub)
+    _ensemble_parser(sub)
     return p
 
 
@@ -216,6 +231,12 @@ def _evaluate(args) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def _ensemble(args) -> None:
+    from trainer.workflow import ensemble_and_export
+
+    ensemble_and_export(args.members, args.models_dir, args.version)
+
+
 def _eda(args) -> None:
     from trainer.eda import run_eda
 
@@ -227,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        {"train": _train, "evaluate": _evaluate, "eda": _eda}[args.command](args)
+        {"train": _train, "evaluate": _evaluate, "eda": _eda, "ensemble": _ensemble}[args.command](
+            args
+        )
     except TrainerError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any, Protocol
 
 import keras
 import numpy as np
@@ -36,6 +37,14 @@ PREPROCESSING = {
 # whose long side is the crop's side times 0.99 (median; quartiles 0.91-1.08), centred
 # within 1.3% of it, so the box itself, squared, is the training framing.
 FACE_CROP = {"square": True, "scale": 1.0}
+
+
+class Exportable(Protocol):
+    """What export needs: a Keras model, or trainer.ensemble.Ensemble."""
+
+    def export(self, filepath: str, format: str = ..., verbose: bool = ...) -> Any: ...
+
+    def __call__(self, x: Any, training: bool = ...) -> Any: ...
 
 
 def next_version(models_dir: Path, name: str) -> int:
@@ -88,7 +97,7 @@ def base_metadata(name: str, version: int, labels: list[str], size: int) -> dict
     }
 
 
-def write_saved_model(model: keras.Model, tmp: Path, sample: np.ndarray) -> float:
+def write_saved_model(model: Exportable, tmp: Path, sample: np.ndarray) -> float:
     """Export, reload and compare with the in-memory model; return the largest difference."""
     model.export(str(tmp), format="tf_saved_model", verbose=False)
     reloaded = tf.saved_model.load(str(tmp))
@@ -101,12 +110,12 @@ def write_saved_model(model: keras.Model, tmp: Path, sample: np.ndarray) -> floa
 
 
 def export(
-    model: keras.Model, models_dir: Path, metadata: dict, sample: np.ndarray, finish=None
+    model: Exportable, models_dir: Path, metadata: dict, sample: np.ndarray, finish=None
 ) -> Path:
     """Write the versioned model folder atomically.
 
     Args:
-        model: the trained Keras model (uint8 images in, probabilities out).
+        model: the trained Keras model or an Ensemble (uint8 images in, probabilities out).
         models_dir: the root holding ``<name>/<version>/``.
         metadata: contract fields (``base_metadata`` plus training details).
         sample: a few uint8 images to check the reloaded export against ``model``.

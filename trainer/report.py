@@ -40,6 +40,32 @@ def _init_section(meta: dict) -> str:
     )
 
 
+def _contract(meta: dict) -> str:
+    pre = meta["preprocessing"]
+    return f"""## Contract
+
+- Input: uint8 `{meta["input"]["shape"]}`, gray face repeated to 3 channels
+  (`{pre["color"]}`), resized with OpenCV {pre["resize_shrink"]} / {pre["resize_enlarge"]};
+  scaling is inside the model.
+- Face crop: detector box made square and scaled by {meta["face_crop"]["scale"]}.
+- Signature `{meta["signature"]}` of the SavedModel; labels in `labels.json`.
+"""
+
+
+def _limits(meta: dict) -> str:
+    return f"""## Limits
+
+- Trained on 48x48 grayscale, mostly frontal faces of FER2013: expect lower accuracy on
+  profile views, occlusions, very small or blurred faces, and colour cues are ignored.
+- Emotion labels are crowd judgements of posed or spontaneous expressions, not of how a
+  person feels. Rare classes (disgust, fear) have few training images and the lowest recall.
+- Do not use it to make decisions about people (hiring, policing, health).
+
+Built with TensorFlow {meta["tensorflow"]}, Keras {meta["keras"]}, code revision
+`{meta["code_revision"]}`, on {meta["created"]}.
+"""
+
+
 def model_card(meta: dict) -> str:
     """The card for one exported version, from its metadata."""
     t = meta["training"]
@@ -55,15 +81,7 @@ def model_card(meta: dict) -> str:
 
 Facial emotion classifier: one face crop in, probabilities of {", ".join(meta["labels"])} out.
 
-## Contract
-
-- Input: uint8 `{meta["input"]["shape"]}`, gray face repeated to 3 channels
-  (`{meta["preprocessing"]["color"]}`), resized with OpenCV
-  {meta["preprocessing"]["resize_shrink"]} / {meta["preprocessing"]["resize_enlarge"]};
-  scaling is inside the model.
-- Face crop: detector box made square and scaled by {meta["face_crop"]["scale"]}.
-- Signature `{meta["signature"]}` of the SavedModel; labels in `labels.json`.
-
+{_contract(meta)}
 ## Data
 
 - Source: `{t["data"]}`, labels from {labels_src}.
@@ -94,14 +112,45 @@ training machine.
 
 {_metrics_section(meta)}
 
-## Limits
+{_limits(meta)}"""
 
-- Trained on 48x48 grayscale, mostly frontal faces of FER2013: expect lower accuracy on
-  profile views, occlusions, very small or blurred faces, and colour cues are ignored.
-- Emotion labels are crowd judgements of posed or spontaneous expressions, not of how a
-  person feels. Rare classes (disgust, fear) have few training images and the lowest recall.
-- Do not use it to make decisions about people (hiring, policing, health).
 
-Built with TensorFlow {meta["tensorflow"]}, Keras {meta["keras"]}, code revision
-`{meta["code_revision"]}`, on {meta["created"]}.
-"""
+def ensemble_card(meta: dict) -> str:
+    """The card for an ensemble version: its members, then the same metrics and limits."""
+    ens = meta["ensemble"]
+    rows = ["| member | recipe | epochs | started from | val accuracy | training |"]
+    rows.append("|---|---|---|---|---|---|")
+    for m in ens["members"]:
+        t = m["training"]
+        val = m["val_accuracy"]
+        rows.append(
+            f"| `{m['folder']}` ({m['name']} v{m['version']}) | `{t.get('recipe')}` | "
+            f"{t.get('stage1_epochs')} + {t.get('stage2_epochs')} | "
+            f"{'`' + m['init_from'] + '`' if m['init_from'] else 'ImageNet'} | "
+            f"{'n/a' if val is None else f'{val:.4f}'} | {m['train_seconds'] / 60:.0f} min |"
+        )
+    members = "\n".join(rows)
+    return f"""# {meta["name"]} model, version {meta["version"]}
+
+Facial emotion classifier: one face crop in, probabilities of {", ".join(meta["labels"])} out.
+An ensemble: {ens["combine"]} of {len(ens["members"])} exported versions, in one
+SavedModel (the members' weights are inside it; it costs the compute of all of them).
+
+{_contract(meta)}
+## Members
+
+Made with `python -m trainer ensemble` from these versions (their own model cards give
+their data and recipes in full):
+
+{members}
+
+Data: the members' dataset (fingerprint `{meta["dataset"]["fingerprint"]}`), images per
+split {meta["dataset"]["images"]}; the metrics below use the members' own splits.
+Training time of all members and what they started from: {meta["train_seconds"] / 60:.0f}
+min (epochs only).
+
+## Metrics
+
+{_metrics_section(meta)}
+
+{_limits(meta)}"""

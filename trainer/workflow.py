@@ -10,6 +10,7 @@ import numpy as np
 from trainer import figures, report
 from trainer.config import TrainConfig
 from trainer.data import Dataset, load_dataset
+from trainer.ensemble import Ensemble, member_summary, read_members
 from trainer.errors import DataError
 from trainer.evaluate import Exported, load_exported, markdown_table, metrics
 from trainer.export import base_metadata, export, next_version
@@ -48,17 +49,7 @@ def train_and_export(
     meta["metrics"] = {}
 
     def finish(exported: Exported, folder: Path) -> None:
-        for name in ("val", "test"):
-            if name in prep.splits:
-                split = prep.splits[name]
-                res = metrics(split.labels, exported.predict(split.images), prep.classes)
-                meta["metrics"][name] = res
-                figures.confusion(
-                    res["confusion"],
-                    prep.classes,
-                    folder / f"confusion_{name}.png",
-                    f"{name} split",
-                )
+        _measure(exported, prep, meta, folder)
         curves = run_dir / "training_curves.png"
         if curves.exists():
             (folder / curves.name).write_bytes(curves.read_bytes())
@@ -68,6 +59,57 @@ def train_and_export(
     final = export(model, models_dir, meta, sample, finish)
     print(f"exported {final}", flush=True)
     return final
+
+
+def ensemble_and_export(folders: list[Path], models_dir: Path, version: int | None = None) -> Path:
+    """Export the mean of exported versions as a new version, measured like a trained one."""
+    metas = read_members(folders)
+    first = metas[0]
+    cfg = TrainConfig.from_json(json.dumps(first["training"]))
+    prep = prepare_run(cfg)  # the members' own splits: validation figures stay comparable
+    if prep.fingerprint != first["dataset"]["fingerprint"]:
+        raise DataError(f"{cfg.data} has changed since the members were trained")
+    name = first["name"]
+    version = version or next_version(models_dir, name)
+    members = [member_summary(f, m) for f, m in zip(folders, metas, strict=True)]
+    meta = base_metadata(name, version, first["labels"], int(first["input"]["shape"][1]))
+    meta.update(
+        ensemble={"combine": "mean of the members' probabilities", "members": members},
+        dataset=first["dataset"],
+        train_seconds=_lineage_seconds(folders, metas),
+        metrics={},
+    )
+
+    def finish(exported: Exported, folder: Path) -> None:
+        _measure(exported, prep, meta, folder)
+        (folder / "MODEL_CARD.md").write_text(report.ensemble_card(meta))
+
+    model = Ensemble(folders, metas)
+    final = export(model, models_dir, meta, prep.splits["val"].images[:8], finish)
+    print(f"exported {final}", flush=True)
+    return final
+
+
+def _lineage_seconds(folders: list[Path], metas: list[dict]) -> int:
+    """Training time of every member and of what they started from, each counted once."""
+    own = {str(f.resolve()): m.get("train_seconds", 0) for f, m in zip(folders, metas, strict=True)}
+    for m in metas:
+        init = m.get("init")
+        if init and str(Path(init["folder"]).resolve()) not in own:
+            own[str(Path(init["folder"]).resolve())] = init.get("total_train_seconds", 0)
+    return round(sum(own.values()))
+
+
+def _measure(exported: Exported, prep: Prepared, meta: dict, folder: Path) -> None:
+    """Validation and test metrics of the reloaded export, with confusion figures."""
+    for name in ("val", "test"):
+        if name in prep.splits:
+            split = prep.splits[name]
+            res = metrics(split.labels, exported.predict(split.images), prep.classes)
+            meta["metrics"][name] = res
+            figures.confusion(
+                res["confusion"], prep.classes, folder / f"confusion_{name}.png", f"{name} split"
+            )
 
 
 def _init_meta(folder: Path) -> dict:

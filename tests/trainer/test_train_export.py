@@ -271,3 +271,76 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "training on 2 replica(s)" in out.stdout and "CPU:1" in out.stdout
     assert (tmp_path / "models" / "emotion" / "1" / "saved_model.pb").is_file()
+
+
+def _outputs(folder: Path, x: tf.Tensor) -> np.ndarray:
+    return next(iter(tf.saved_model.load(str(folder)).signatures["serving_default"](x).values()))
+
+
+def test_ensemble_is_a_new_version_returning_the_members_mean(tiny_model, tiny_data, tmp_path):
+    from service.model import SavedModelClassifier
+    from trainer.cli import main
+
+    # A second member: one more epoch from the first with another seed (same data).
+    args = [*TINY_ARGS, "--stage1-epochs", "0", "--stage2-epochs", "1", "--seed", "7"]
+    args += ["--init-from", str(tiny_model), "--models-dir", str(tmp_path / "m2")]
+    assert main(["train", str(tiny_data), *args, "--run-dir", str(tmp_path / "run")]) == 0
+    second = tmp_path / "m2" / "emotion" / "1"
+    models = tmp_path / "models"
+    assert main(["ensemble", str(tiny_model), str(second), "--models-dir", str(models)]) == 0
+
+    out = models / "emotion" / "1"
+    x = tf.constant(np.random.default_rng(2).integers(0, 256, (6, 48, 48, 3), dtype=np.uint8))
+    a, b = _outputs(tiny_model, x).numpy(), _outputs(second, x).numpy()
+    assert np.abs(a - b).max() > 1e-3, "the members should differ for this test to mean much"
+    np.testing.assert_allclose(_outputs(out, x).numpy(), (a + b) / 2, atol=1e-5)
+
+    meta = json.loads((out / "metadata.json").read_text())
+    first = json.loads((tiny_model / "metadata.json").read_text())
+    for key in ("labels", "input", "preprocessing", "face_crop", "signature"):
+        assert meta[key] == first[key], key
+    members = meta["ensemble"]["members"]
+    assert [m["folder"] for m in members] == [str(tiny_model), str(second)]
+    assert set(meta["metrics"]) == {"val", "test"} and meta["metrics"]["test"]["images"] == 28
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "## Members" in card and str(second) in card and "## Metrics" in card
+
+    # Self-contained: the service serves it with the member folders gone.
+    import shutil
+
+    shutil.rmtree(tmp_path / "m2")
+    clf = SavedModelClassifier(models / "emotion", flip_tta=False)
+    clf.load()
+    assert clf.ready and clf.version == "1", clf.error
+    got = clf.predict(x.numpy())
+    np.testing.assert_allclose(got, (a + b) / 2, atol=1e-5)
+
+
+def test_ensemble_refuses_members_that_do_not_fit(tiny_model, tmp_path, capsys):
+    from tests.conftest import copy_tree
+    from trainer.cli import main
+
+    def member(name: str, **changes) -> Path:
+        folder = copy_tree(tiny_model, tmp_path / name)
+        meta = json.loads((folder / "metadata.json").read_text())
+        for key, value in changes.items():
+            meta[key] = value
+        (folder / "metadata.json").write_text(json.dumps(meta))
+        return folder
+
+    def refused(*folders: Path) -> str:
+        rc = main(["ensemble", *map(str, folders), "--models-dir", str(tmp_path / "out")])
+        assert rc == 2
+        return capsys.readouterr().err
+
+    assert "at least 2" in refused(tiny_model)
+    assert "given twice" in refused(tiny_model, tiny_model)
+    assert "no metadata.json" in refused(tiny_model, tmp_path)
+    other_labels = member("labels", labels=[*sorted(CLASSES)[1:], "contempt"])
+    assert "in 'labels'" in refused(tiny_model, other_labels)
+    bigger = member("input", input={"shape": [None, 64, 64, 3], "dtype": "uint8"})
+    assert "in 'input'" in refused(tiny_model, bigger)
+    meta = json.loads((tiny_model / "metadata.json").read_text())
+    other_data = member("data", dataset={**meta["dataset"], "fingerprint": "0123"})
+    assert "not trained on the same data" in refused(tiny_model, other_data)
+    assert not (tmp_path / "out").exists()
