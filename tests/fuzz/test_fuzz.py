@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,13 @@ def test_short_fuzzing_run_finds_nothing(tmp_path):
         text=True,
         timeout=300,
     )
-    tail = res.stderr[-3000:]
+    # A finding (crash-, timeout-, oom-, leak-*: at most -max_len bytes) goes into the
+    # failure message in base64, so a failure in CI can be replayed and kept in
+    # regressions/ even though tmp_path is gone.
+    found = [p for p in tmp_path.glob("*-*") if p.is_file()]
+    tail = res.stderr[-3000:] + "".join(
+        f"\n{p.name}: {base64.b64encode(p.read_bytes()).decode()}" for p in found
+    )
     assert res.returncode == 0, tail
     assert "Done" in tail and "INITED" in res.stderr, tail
-    assert not list(tmp_path.glob("crash-*")), tail
+    assert not found, tail
