@@ -118,7 +118,7 @@ training machine.
 def ensemble_card(meta: dict) -> str:
     """The card for an ensemble version: its members, then the same metrics and limits."""
     ens = meta["ensemble"]
-    rows = ["| member | recipe | epochs | started from | val accuracy | training |"]
+    rows = ["| member | recipe | epochs | started from | val accuracy | training, with its start |"]
     rows.append("|---|---|---|---|---|---|")
     for m in ens["members"]:
         t = m["training"]
