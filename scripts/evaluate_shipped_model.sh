@@ -13,6 +13,9 @@ mkdir -p "$OUT"
 ev() { python -m trainer evaluate "$MODEL" "$DATA" --out "$OUT" "$@"; }
 for tta in none flip; do
   sfx=$([[ $tta == flip ]] && echo " + flip TTA" || true)
+  # PublicTest is the validation split: versions are chosen on it, never on PrivateTest.
+  ev --labels "$DATA/ferplus.csv" --label-column ferplus_label --split val --tta $tta \
+     --title "FER+ PublicTest, validation (majority label)$sfx"
   ev --labels "$DATA/ferplus.csv" --label-column ferplus_label --split test --tta $tta \
      --title "FER+ PrivateTest (majority label)$sfx"
   ev --split test --tta $tta --title "FER2013 test, original labels, all 7178$sfx"
