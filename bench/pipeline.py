@@ -1,7 +1,7 @@
 """In-process pipeline throughput and per-stage milliseconds (decode, detect, crop,
 classify), on the fixed image sets of bench/images.py, with the bundled model.
 
-    python -m bench.pipeline [--seconds 10] [--sets single,multi,phone,crops]
+    python -m bench.pipeline [--seconds 10] [--sets single,multi,phone,crops] [--model-dir D ...]
 
 One caller thread, as a library user would call it; TensorFlow and OpenCV use both
 cores inside each call. bench/serve runs the same measurement beside the served one.
@@ -76,13 +76,26 @@ def main() -> None:
     p.add_argument(
         "--decode-max-side", type=int, default=None, help="default: FER_DECODE_MAX_SIDE's"
     )
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        action="append",
+        help="a models/<name> folder (its highest version) or a version folder; repeat it "
+        "to compare models set by set, side by side (default: the bundled model)",
+    )
     args = p.parse_args()
-    analyzer = make_analyzer(flip_tta=not args.no_tta, decode_max_side=args.decode_max_side)
+    dirs = args.model_dir or [ROOT / "models" / "emotion"]
+    analyzers = [
+        make_analyzer(d, flip_tta=not args.no_tta, decode_max_side=args.decode_max_side)
+        for d in dirs
+    ]
     cols = ("images_per_s", "faces_per_image", *[f"{s}_ms" for s in (*STAGES, "total")], "p50_ms")
-    print(f"{'set':8} " + " ".join(f"{c:>15}" for c in cols))
+    print(f"{'set':8} {'model':>7} " + " ".join(f"{c:>15}" for c in cols))
     for name in args.sets.split(","):
-        r = measure(analyzer, SETS[name](), detect=name != "crops", seconds=args.seconds)
-        print(f"{name:8} " + " ".join(f"{r[c]:>15}" for c in cols), flush=True)
+        for analyzer in analyzers:
+            r = measure(analyzer, SETS[name](), detect=name != "crops", seconds=args.seconds)
+            version = analyzer.models.current().version
+            print(f"{name:8} {version:>7} " + " ".join(f"{r[c]:>15}" for c in cols), flush=True)
 
 
 if __name__ == "__main__":
