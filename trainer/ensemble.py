@@ -1,7 +1,7 @@
 """Average exported versions into one new version with the same contract.
 
 Networks trained from different starting points make partly different mistakes, so the
-mean of their probabilities is more accurate than any one of them. The result is one
+mean of their probabilities is usually more accurate than any one of them. The result is one
 SavedModel whose signature calls every member and returns the mean: the service loads it
 like any other version (at the cost of one member's compute per member).
 """
@@ -60,7 +60,11 @@ def read_members(folders: list[Path]) -> list[dict]:
     for f in folders:
         if not (f / "metadata.json").is_file():
             raise TrainerError(f"{f} is not an exported model version (no metadata.json)")
-        metas.append(json.loads((f / "metadata.json").read_text()))
+        meta = json.loads((f / "metadata.json").read_text())
+        if "training" not in meta:
+            # The ensemble is measured on splits rebuilt from a member's training options.
+            raise TrainerError(f"{f} is not a trained version (an ensemble?): give its members")
+        metas.append(meta)
     for f, meta in zip(folders[1:], metas[1:], strict=True):
         for key in CONTRACT:
             if meta.get(key) != metas[0].get(key):

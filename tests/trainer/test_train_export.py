@@ -336,6 +336,11 @@ def test_ensemble_refuses_members_that_do_not_fit(tiny_model, tmp_path, capsys):
     assert "at least 2" in refused(tiny_model)
     assert "given twice" in refused(tiny_model, tiny_model)
     assert "no metadata.json" in refused(tiny_model, tmp_path)
+    untrained = member("untrained")
+    meta = json.loads((untrained / "metadata.json").read_text())
+    del meta["training"]
+    (untrained / "metadata.json").write_text(json.dumps(meta))
+    assert "not a trained version" in refused(tiny_model, untrained)
     other_labels = member("labels", labels=[*sorted(CLASSES)[1:], "contempt"])
     assert "in 'labels'" in refused(tiny_model, other_labels)
     bigger = member("input", input={"shape": [None, 64, 64, 3], "dtype": "uint8"})
