@@ -99,6 +99,11 @@ def decode(data: bytes, max_pixels: int, max_side: int = 0) -> Decoded:
         ZeroDivisionError,
     ) as e:
         raise BadImage(f"the image could not be decoded: {_short(e)}") from None
+    except Exception as e:  # noqa: BLE001 - a Pillow plugin's own bug on hostile bytes
+        # Found by fuzzing: a crafted SPIDER header makes Pillow's plugin raise
+        # AttributeError. Whatever a decoder raises on untrusted data, the upload is the
+        # problem (400), not the server (500).
+        raise BadImage(f"the image could not be decoded: {type(e).__name__}") from None
     fmt = im.format or ""
     scale = full[0] / im.size[0]
     oriented = _orient(im)

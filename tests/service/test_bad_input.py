@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import jpeg_bytes
+from tests.conftest import ROOT, jpeg_bytes
 
 
 def _png(arr, **kw) -> bytes:
@@ -65,6 +65,13 @@ RAW_CASES = [
     ("decompression bomb", _bomb_png(30_000), "image/png", 413, "image_too_large"),
     ("huge iCCP chunk", _huge_iccp_png(), "image/png", None, None),
     ("PDF", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", "image/png", 400, "bad_image"),
+    (
+        "SPIDER header that breaks Pillow's plugin",
+        (ROOT / "tests/fuzz/regressions/spider-stkoffset-attributeerror.bin").read_bytes(),
+        "image/jpeg",
+        400,
+        "bad_image",
+    ),
     (
         "ICO format",
         _encode(Image.fromarray(RGB), "ICO"),
