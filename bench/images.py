@@ -40,16 +40,16 @@ def _resize(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
 
 
-def single_facejpeg_bytes() -> bytes:
+def single_face_jpeg() -> bytes:
     return jpeg_bytes(_resize(astronaut()[:384], 640, 480))
 
 
-def multi_facejpeg_bytes() -> bytes:
+def multi_face_jpeg() -> bytes:
     a = astronaut()
     return jpeg_bytes(np.vstack([np.hstack([a, a[:, ::-1]]), np.hstack([a[:, ::-1], a])]))
 
 
-def phonejpeg_bytes() -> bytes:
+def phone_jpeg() -> bytes:
     rng = np.random.default_rng(0)
     big = _resize(astronaut()[:384], 4032, 3024).astype(np.int16)
     big += rng.integers(-6, 7, big.shape, dtype=np.int16)  # sensor noise: a realistic size
@@ -70,8 +70,8 @@ def face_crops(n: int = 64) -> list[bytes]:
 
 
 SETS = {
-    "single": lambda: [single_facejpeg_bytes()],
-    "multi": lambda: [multi_facejpeg_bytes()],
-    "phone": lambda: [phonejpeg_bytes()],
+    "single": lambda: [single_face_jpeg()],
+    "multi": lambda: [multi_face_jpeg()],
+    "phone": lambda: [phone_jpeg()],
     "crops": face_crops,
 }
