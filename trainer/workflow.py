@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from trainer import figures, report
 from trainer.config import TrainConfig
-from trainer.data import Dataset, load_dataset
+from trainer.data import load_dataset
 from trainer.ensemble import Ensemble, member_summary, read_members
 from trainer.errors import DataError
 from trainer.evaluate import Exported, load_exported, markdown_table, metrics
@@ -177,12 +178,57 @@ def evaluate_command(
 ) -> dict:
     """Metrics of the exported model on ``data`` (optionally one split, de-duplicated)."""
     exported = load_exported(model_dir)
+    es = evaluation_set(
+        data,
+        int(exported.metadata["input"]["shape"][1]),
+        labels=labels,
+        label_column=label_column,
+        split=split,
+        exclude_duplicates_of=exclude_duplicates_of,
+        drop_blank=drop_blank,
+    )
+    _check_same_classes(es.classes, exported.labels)
+    probs = exported.predict(es.images, flip_tta=flip_tta)
+    res = metrics(es.y, probs, exported.labels)
+    res.update(
+        dropped=es.dropped,
+        flip_tta=flip_tta,
+        data=str(data),
+        split=split or "all",
+        model=f"{exported.metadata['name']}/{exported.metadata['version']}",
+    )
+    if out is not None:
+        _write_eval(res, exported.labels, out, title or f"{data.name} {split or 'all'}")
+    return res
+
+
+@dataclass
+class EvaluationSet:
+    """Decoded, labelled images of one evaluation set and what was left out of it."""
+
+    images: np.ndarray  # uint8, (n, size, size, 3), gray in three channels
+    y: np.ndarray  # class indices into ``classes``
+    classes: list[str]
+    dropped: dict[str, int]
+
+
+def evaluation_set(
+    data: Path,
+    size: int,
+    *,
+    labels: Path | None = None,
+    label_column: str = "label",
+    split: str | None = None,
+    exclude_duplicates_of: Path | None = None,
+    drop_blank: bool = False,
+) -> EvaluationSet:
+    """The images ``evaluate`` measures on, decoded at ``size``: one split of ``data``, minus
+    unreadable files, blanks and copies of ``exclude_duplicates_of`` images if asked.
+    (Public so benchmarks can run other models on exactly the same images.)"""
     ds = load_dataset(data, labels, label_column, require_all=False)
-    _check_same_classes(ds, exported.labels)
     samples = ds.split(split) if split else ds.samples
     if not samples:
         raise DataError(f"no images in split {split!r} of {data} (splits: {ds.splits()})")
-    size = int(exported.metadata["input"]["shape"][1])
     dec = decode_all([s.path for s in samples], size)
     keep = list(range(len(dec.ok)))
     dropped = {"unreadable": len(dec.failed)}
@@ -195,27 +241,16 @@ def evaluate_command(
         keep = [i for i in keep if dec.hashes[i] not in seen]
         dropped["also in " + str(exclude_duplicates_of)] = before - len(keep)
     y = np.array([samples[dec.ok[i]].label for i in keep])
-    probs = exported.predict(dec.images[keep], flip_tta=flip_tta)
-    res = metrics(y, probs, exported.labels)
-    res.update(
-        dropped=dropped,
-        flip_tta=flip_tta,
-        data=str(data),
-        split=split or "all",
-        model=f"{exported.metadata['name']}/{exported.metadata['version']}",
-    )
-    if out is not None:
-        _write_eval(res, exported.labels, out, title or f"{data.name} {split or 'all'}")
-    return res
+    return EvaluationSet(dec.images[keep], y, ds.classes, dropped)
 
 
 def _all_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def _check_same_classes(ds: Dataset, labels: list[str]) -> None:
-    if ds.classes != labels:
-        raise DataError(f"the data's classes {ds.classes} differ from the model's {labels}")
+def _check_same_classes(classes: list[str], labels: list[str]) -> None:
+    if classes != labels:
+        raise DataError(f"the data's classes {classes} differ from the model's {labels}")
 
 
 def _write_eval(res: dict, labels: list[str], out: Path, title: str) -> None:

