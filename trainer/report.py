@@ -62,8 +62,15 @@ def _limits(meta: dict) -> str:
 - Do not use it to make decisions about people (hiring, policing, health).
 
 Built with TensorFlow {meta["tensorflow"]}, Keras {meta["keras"]}, code revision
-`{meta["code_revision"]}`, on {meta["created"]}.
+`{meta["code_revision"]}`, on {meta["created"]}.{_trained_with(meta)}
 """
+
+
+def _trained_with(meta: dict) -> str:
+    revs = meta.get("training_code_revisions")
+    if not revs or revs == [meta["code_revision"]]:
+        return ""
+    return " Trained with code revision(s) " + ", ".join(f"`{r}`" for r in revs) + "."
 
 
 def model_card(meta: dict) -> str:

@@ -16,6 +16,7 @@ from trainer import checkpoint
 from trainer.config import TrainConfig
 from trainer.data import load_dataset
 from trainer.errors import TrainerError
+from trainer.export import code_revision
 from trainer.model import augmentation, build_model, set_stage
 from trainer.pipeline import eval_dataset, train_dataset
 from trainer.splits import Prepared, class_weights, prepare
@@ -227,6 +228,7 @@ def open_run(run_dir: Path, cfg: TrainConfig | None) -> TrainConfig:
     if cfg is None:
         if not cfg_file.is_file():
             raise TrainerError(f"--resume {run_dir}: no config.json there; not a run folder")
+        _note_revision(run_dir)
         return TrainConfig.from_json(cfg_file.read_text())
     if cfg_file.exists():
         raise TrainerError(
@@ -234,4 +236,23 @@ def open_run(run_dir: Path, cfg: TrainConfig | None) -> TrainConfig:
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_file.write_text(cfg.to_json())
+    _note_revision(run_dir)
     return cfg
+
+
+REVISIONS = "code_revisions.txt"
+
+
+def _note_revision(run_dir: Path) -> None:
+    # The code that trains can differ from the code that exports (a run resumed after new
+    # commits, or edits made while it ran): record the revision of every start and resume.
+    with (run_dir / REVISIONS).open("a") as f:
+        f.write(code_revision() + "\n")
+
+
+def run_revisions(run_dir: Path) -> list[str]:
+    """The code revisions a run was started and resumed with, in order (a revision that
+    ran several sessions in a row once)."""
+    f = run_dir / REVISIONS
+    lines = f.read_text().split() if f.is_file() else []
+    return [r for i, r in enumerate(lines) if i == 0 or r != lines[i - 1]]

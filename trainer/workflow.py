@@ -17,7 +17,7 @@ from trainer.evaluate import Exported, load_exported, markdown_table, metrics
 from trainer.export import base_metadata, export, next_version
 from trainer.images import BLANK_STD, decode_all
 from trainer.splits import Prepared, class_weights
-from trainer.train import fit, open_run, prepare_run
+from trainer.train import fit, open_run, prepare_run, run_revisions
 
 
 def train_and_export(
@@ -45,6 +45,8 @@ def train_and_export(
         dataset=_data_meta(prep),
         train_seconds=round(sum(h.get("seconds", 0) for h in state["history"])),
     )
+    if revisions := run_revisions(run_dir):
+        meta["training_code_revisions"] = revisions
     if cfg.init_from:
         meta["init"] = _init_meta(Path(cfg.init_from))
     meta["metrics"] = {}

@@ -29,6 +29,7 @@ def test_export_is_a_versioned_savedmodel_with_contract(tiny_model):
     assert meta["export_check_max_diff"] <= 1e-4
     for key in ("training", "dataset", "tensorflow", "code_revision", "base_weights", "history"):
         assert key in meta
+    assert meta["training_code_revisions"] == [meta["code_revision"]]
     assert set(meta["metrics"]) == {"val", "test"}
     assert meta["metrics"]["test"]["images"] == 28
     for f in ("MODEL_CARD.md", "confusion_test.png", "training_curves.png", "saved_model.pb"):
@@ -212,6 +213,11 @@ def test_resume_after_sigkill_continues_from_last_epoch(tiny_data, tmp_path):
     proc.wait()
     done = json.loads((run / "checkpoint" / "state.json").read_text())
     assert done["stage"] == 2 and done["epoch"] >= 1
+    # As if a session between had run other code: the export must list every revision.
+    started = (run / "code_revisions.txt").read_text().split()
+    assert len(started) == 1
+    with (run / "code_revisions.txt").open("a") as f:
+        f.write("0000000\n")
     out = subprocess.run(
         [
             sys.executable,
@@ -242,6 +248,10 @@ def test_resume_after_sigkill_continues_from_last_epoch(tiny_data, tmp_path):
         range(1, done["epoch"] + 2)
     )
     assert (models / "emotion" / "1" / "saved_model.pb").is_file()
+    meta = json.loads((models / "emotion" / "1" / "metadata.json").read_text())
+    assert meta["training_code_revisions"] == [started[0], "0000000", started[0]]
+    card = (models / "emotion" / "1" / "MODEL_CARD.md").read_text()
+    assert f"Trained with code revision(s) `{started[0]}`, `0000000`, `{started[0]}`." in card
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_path):
