@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the versions the service ships (models/emotion/1-6) again, from ../shared data, with
 # the trainer only. They are written into RUN_DIR/models/emotion/<n> (never over models/):
-#   scripts/train_shipped_model.sh [RUN_DIR]       (logs: RUN_DIR/{a,b,c}/train.log)
+#   scripts/train_shipped_model.sh [RUN_DIR]       (logs: RUN_DIR/{a,b,c,d}/train.log)
 #   1) run a: 1 epoch head warm-up + 14 epochs full fine-tune from ImageNet weights,
 #      cosine from 1e-3 (the recipe's early stopping never triggered: the best epoch was
 #      the last);
