@@ -90,7 +90,7 @@ def compare_accuracy(data: Path, model_dir: Path) -> None:
     name = f"ours v{ours.metadata['version']}"
     print(f"model: {model_dir} ({ours.metadata['name']} v{ours.metadata['version']})")
     print(
-        f"{'set':62} {'model':24} {'images':>6} {'accuracy':>8} {'macro F1':>8} "
+        f"{'set':62} {'model':38} {'images':>6} {'accuracy':>8} {'macro F1':>8} "
         f"{'disgust':>7} {'fear':>7}"
     )
     for title, opts in labelled_sets(data).items():
@@ -110,7 +110,7 @@ def compare_accuracy(data: Path, model_dir: Path) -> None:
             r = metrics(small.y, probs, big.classes)
             pc = r["per_class"]
             print(
-                f"{title:62} {label[:24]:24} {r['images']:>6} {r['accuracy']:>8.4f} "
+                f"{title:62} {label:38} {r['images']:>6} {r['accuracy']:>8.4f} "
                 f"{r['macro_f1']:>8.4f} {pc['disgust']['recall']:>7.3f} "
                 f"{pc['fear']['recall']:>7.3f}",
                 flush=True,
