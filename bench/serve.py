@@ -62,9 +62,8 @@ def serving(cfg: dict):
     }
     with (
         tempfile.TemporaryDirectory() as tmp,
-        serve(
-            Path(tmp), workers=cfg["workers"], threads=cfg["threads"], FER_JSON_LOGS="false", **env
-        ) as (url, proc, _),
+        # JSON logs as deployed: serve() reads them to wait until every worker is warm.
+        serve(Path(tmp), workers=cfg["workers"], threads=cfg["threads"], **env) as (url, proc, _),
     ):
         yield url, proc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -30,6 +31,44 @@ def worker_pids(master: int) -> list[int]:
     """The gunicorn master's worker processes (its children), sorted."""
     out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
     return sorted(int(p) for p in out.split())
+
+
+def log_records(log: Path, message: str | None = None) -> list[dict]:
+    """The service's JSON log lines (gunicorn's own plain lines skipped), optionally one
+    message only."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if message is None or rec.get("message") == message:
+                out.append(rec)
+    return out
+
+
+def served_versions(master: int, log: Path) -> dict[int, str | None]:
+    """Each live worker's model version, from its latest "model version live" log line;
+    None for a worker that has loaded none yet."""
+    latest = {rec["pid"]: rec["version"] for rec in log_records(log, "model version live")}
+    return {pid: latest.get(pid) for pid in worker_pids(master)}
+
+
+def wait_every_worker(
+    proc: subprocess.Popen, log: Path, version: str | None = None, seconds: float = 120
+) -> None:
+    """Wait until every worker serves ``version`` (any version when None), read from the
+    JSON log. One worker's 200 on /ready says nothing of the others: the kernel may hand
+    that worker every connection."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "gunicorn exited early"
+        served = served_versions(proc.pid, log)
+        if served and all(v is not None and v == (version or v) for v in served.values()):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"not every worker serves version {version or 'any'}: {served}")
 
 
 def wait_ready(
@@ -83,6 +122,8 @@ def serve(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc, path=wait)
+        if wait == "/ready":  # benchmarks and tests start with every worker warm
+            wait_every_worker(proc, log)
         yield url, proc, log
     finally:
         if proc.poll() is None:

@@ -11,14 +11,18 @@ from pythonjsonlogger.json import JsonFormatter
 def configure(level: str = "INFO", json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if json_lines:
+        # The process id tells gunicorn's workers apart: which worker refused a version,
+        # which one still serves the old one.
         handler.setFormatter(
             JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s",
-                rename_fields={"levelname": "level"},
+                "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+                rename_fields={"levelname": "level", "process": "pid"},
             )
         )
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -8,9 +8,26 @@ from pathlib import Path
 
 import pytest
 
-from bench.server import free_port, serve, wait_ready, worker_pids
+from bench.server import (
+    free_port,
+    log_records,
+    serve,
+    served_versions,
+    wait_every_worker,
+    wait_ready,
+    worker_pids,
+)
 
-__all__ = ["free_port", "gunicorn", "wait_ready", "wait_until", "worker_pids"]
+__all__ = [
+    "free_port",
+    "gunicorn",
+    "log_records",
+    "served_versions",
+    "wait_every_worker",
+    "wait_ready",
+    "wait_until",
+    "worker_pids",
+]
 
 
 def wait_until(cond, seconds: float = 90, what: str = "condition") -> None:

@@ -17,7 +17,15 @@ import requests
 
 from bench.loadgen import Load
 from tests.conftest import jpeg_bytes
-from tests.server import gunicorn, wait_ready, wait_until, worker_pids
+from tests.server import (
+    gunicorn,
+    log_records,
+    served_versions,
+    wait_every_worker,
+    wait_ready,
+    wait_until,
+    worker_pids,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -32,21 +40,22 @@ def copy_version(src: Path, root: Path, version: int) -> Path:
 
 
 def versions_seen(url: str, n: int = 12) -> set[str]:
-    # New connections each time, so both workers answer over n tries.
+    # What clients get. Not proof that every worker switched: the kernel may hand one
+    # worker all n connections (wait_every_worker reads each worker's own log line).
     return {requests.get(url + "/ready", timeout=30).json()["version"] for _ in range(n)}
 
 
-def log_lines(log: Path, message: str) -> list[dict]:
-    out = []
-    for line in log.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("message") == message:
-                out.append(rec)
-    return out
+def every_worker_on(url: str, proc, log: Path, version: str) -> None:
+    try:
+        wait_every_worker(proc, log, version, seconds=90)
+    except TimeoutError as e:
+        pytest.fail(str(e))
+    assert versions_seen(url) == {version}
+
+
+def refused_by(log: Path) -> set[int]:
+    """The workers that logged a refusal."""
+    return {rec["pid"] for rec in log_records(log, "model version refused")}
 
 
 def test_sighup_switches_versions_under_load_and_refuses_a_broken_one(
@@ -61,13 +70,14 @@ def test_sighup_switches_versions_under_load_and_refuses_a_broken_one(
         workers = worker_pids(proc.pid)
         copy_version(tiny_model, root, 2)
         proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: versions_seen(url) == {"2"}, what="version 2 in every worker")
-        assert len(log_lines(log, "model version live")) >= 4  # v1 and v2, both workers
+        every_worker_on(url, proc, log, "2")
+        assert len(log_records(log, "model version live")) == 4  # v1 and v2, both workers
         # A broken version 3: complete-looking, but its graph is garbage.
         bad = copy_version(tiny_model, root, 3)
         (bad / "saved_model.pb").write_bytes(b"\x00garbage" * 100)
         proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: len(log_lines(log, "model version refused")) == 2, what="refusals")
+        wait_until(lambda: refused_by(log) == set(workers), what="a refusal in every worker")
+        assert served_versions(proc.pid, log) == dict.fromkeys(workers, "2")
         assert versions_seen(url) == {"2"}
         calls = load.stop()
         # The same workers throughout: the switch happened inside them (gunicorn's own
@@ -75,16 +85,17 @@ def test_sighup_switches_versions_under_load_and_refuses_a_broken_one(
         assert worker_pids(proc.pid) == workers
     assert len(calls) > 20
     assert {c.status for c in calls} == {200}, [c.status for c in calls if not c.ok]
-    refused = log_lines(log, "model version refused")
+    refused = log_records(log, "model version refused")
     assert all(r["folder"].endswith("/3") and r["serving"].endswith("v2") for r in refused)
 
 
 def test_polling_picks_up_a_new_version_without_a_signal(tiny_model, yunet_path, tmp_path):
     root = tmp_path / "models"
     copy_version(tiny_model, root, 1)
-    with gunicorn(root, yunet_path, tmp_path / "srv", FER_RELOAD_SECONDS="1") as (url, _, _):
+    env = {"FER_RELOAD_SECONDS": "1"}
+    with gunicorn(root, yunet_path, tmp_path / "srv", **env) as (url, proc, log):
         copy_version(tiny_model, root, 5)
-        wait_until(lambda: versions_seen(url) == {"5"}, what="version 5 by polling")
+        every_worker_on(url, proc, log, "5")
         text = requests.get(url + "/metrics", timeout=10).text
         assert 'fer_model_info{name="emotion",version="5"} 1.0' in text
         assert 'fer_model_info{name="emotion",version="1"} 0.0' in text
@@ -183,8 +194,9 @@ def test_no_usable_model_at_start_is_503_without_a_crash_loop(
         assert worker_pids(proc.pid) == workers, "workers restarted: a crash loop"
         text = log.read_text()
         expected = "no model to serve" if problem == "missing" else "model version refused"
-        assert len(log_lines(log, expected)) == 2, text[-2000:]  # once per worker
+        assert len(log_records(log, expected)) == 2, text[-2000:]  # once per worker
+        assert {r["pid"] for r in log_records(log, expected)} == set(workers)
         # The fix arrives: a good version, picked up without a restart.
         copy_version(tiny_model, root, 2)
-        wait_until(lambda: versions_seen(url) == {"2"}, what="version 2 in every worker")
+        every_worker_on(url, proc, log, "2")
         assert requests.get(url + "/ready", timeout=30).status_code == 200

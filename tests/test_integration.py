@@ -92,7 +92,7 @@ def test_metrics_are_merged_across_workers(server, astronaut):
     url, _, _ = server
     before = requests.get(url + "/metrics", timeout=10).text
     n = 12
-    for _ in range(n):  # new connections: gunicorn spreads them over both workers
+    for _ in range(n):  # whichever worker takes each: the merged count must be n
         _post(url, jpeg_bytes(astronaut))
     text = requests.get(url + "/metrics", timeout=10).text
     name = 'fer_http_requests_total{endpoint="/predict",method="POST",status="200"}'

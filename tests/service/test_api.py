@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -251,6 +252,7 @@ def test_access_log_is_json_with_request_id_and_timings(client, caplog):
     configure("INFO", json_lines=True)
     line = json.loads(logging.getLogger().handlers[0].format(rec))
     assert line["request_id"] == "log-1" and line["level"] == "INFO"
+    assert line["pid"] == os.getpid()  # tells gunicorn workers apart
     assert "image" not in line  # bytes are never logged
 
 
