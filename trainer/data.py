@@ -205,7 +205,8 @@ def scan_csv(
             f"{', '.join(unknown[:10])}; classes are {', '.join(classes)}"
         )
     has_usage = bool(usage_column) and usage_column in columns
-    samples, skipped = [], Counter()
+    samples: list[Sample] = []
+    skipped: Counter[str] = Counter()
     for row in rows:
         if not row[label_column]:
             skipped["no label in CSV"] += 1

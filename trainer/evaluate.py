@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ SIGNATURE = "serving_default"
 class Exported:
     """A loaded SavedModel and its contract files."""
 
-    fn: object
+    fn: Callable[[tf.Tensor], dict[str, tf.Tensor]]  # the serving signature
     metadata: dict
     labels: list[str]
 

@@ -68,7 +68,10 @@ def _decode_one(path: Path, size: int):
 def decode_all(paths: list[Path], size: int, max_bad: int = 100, workers: int = 4) -> Decoded:
     """Decode every file, skipping unreadable ones; stop when more than ``max_bad`` fail."""
     out = np.empty((len(paths), size, size, 3), np.uint8)
-    ok, hashes, stds, failed = [], [], [], []
+    ok: list[int] = []
+    hashes: list[str] = []
+    stds: list[float] = []
+    failed: list[tuple[Path, str]] = []
     with ThreadPoolExecutor(workers) as pool:
         for i, (res, err) in enumerate(pool.map(lambda p: _decode_one(p, size), paths)):
             if err is not None:
