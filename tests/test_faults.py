@@ -194,8 +194,8 @@ def test_no_usable_model_at_start_is_503_without_a_crash_loop(
         assert worker_pids(proc.pid) == workers, "workers restarted: a crash loop"
         text = log.read_text()
         expected = "no model to serve" if problem == "missing" else "model version refused"
-        assert len(log_records(log, expected)) == 2, text[-2000:]  # once per worker
-        assert {r["pid"] for r in log_records(log, expected)} == set(workers)
+        pids = sorted(r["pid"] for r in log_records(log, expected))
+        assert pids == workers, text[-2000:]  # once per worker
         # The fix arrives: a good version, picked up without a restart.
         copy_version(tiny_model, root, 2)
         every_worker_on(url, proc, log, "2")
