@@ -65,7 +65,8 @@ def wait_every_worker(
     while time.monotonic() < deadline:
         assert proc.poll() is None, "gunicorn exited early"
         served = served_versions(proc.pid, log)
-        if served and all(v is not None and v == (version or v) for v in served.values()):
+        live = set(served.values())
+        if served and None not in live and (version is None or live == {version}):
             return
         time.sleep(0.5)
     raise TimeoutError(f"not every worker serves version {version or 'any'}: {served}")
