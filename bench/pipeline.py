@@ -2,9 +2,12 @@
 classify), on the fixed image sets of bench/images.py, with the bundled model.
 
     python -m bench.pipeline [--seconds 10] [--sets single,multi,phone,crops] [--model-dir D ...]
+                             [--runtime openvino --runtime tensorflow] [--threads N]
 
 One caller thread, as a library user would call it; TensorFlow and OpenCV use both
-cores inside each call. bench/serve runs the same measurement beside the served one.
+cores inside each call, OpenVINO the threads one worker gets (FER_INFERENCE_THREADS, by
+default the cores / FER_WORKERS: 1 here). bench/serve runs the same measurement beside
+the served one.
 """
 
 from __future__ import annotations
@@ -21,23 +24,38 @@ STAGES = ("decode", "detect", "crop", "classify")
 
 
 def make_analyzer(
-    model_dir: Path = ROOT / "models" / "emotion", flip_tta: bool = True, decode_max_side=None
+    model_dir: Path = ROOT / "models" / "emotion",
+    flip_tta: bool = True,
+    decode_max_side=None,
+    runtime: str | None = None,
+    threads: int = 0,
 ):
     """The service's own Analyzer with the real model and detector, loaded and warm, and
     the service's settings (FER_* variables) unless told otherwise."""
     from service.config import Settings
     from service.detection import make_detector
-    from service.model import SavedModelClassifier
     from service.pipeline import Analyzer
     from service.registry import ModelSlot
+    from service.runtime import make_classifier
 
-    model = SavedModelClassifier(model_dir, flip_tta=flip_tta)
-    model.load()
+    settings = Settings.from_env()
+    model = make_classifier(
+        model_dir,
+        runtime or settings.runtime,
+        settings.precision,
+        threads or settings.threads_per_worker(),
+        flip_tta,
+    )
     if not model.ready:
         raise SystemExit(f"model did not load: {model.error}")
-    settings = Settings.from_env()
     yunet = str(YUNET) if YUNET.is_file() else ""
-    detector = make_detector("auto", yunet, 0.0, settings.detect_max_side)
+    detector = make_detector(
+        settings.detector,
+        yunet,
+        0.0,
+        settings.detect_max_side,
+        threads or settings.threads_per_worker(),
+    )
     side = settings.decode_max_side if decode_max_side is None else decode_max_side
     return Analyzer(ModelSlot.fixed(model), detector, settings.max_pixels, None, side)
 
@@ -83,19 +101,28 @@ def main() -> None:
         help="a models/<name> folder (its highest version) or a version folder; repeat it "
         "to compare models set by set, side by side (default: the bundled model)",
     )
+    p.add_argument(
+        "--runtime",
+        action="append",
+        choices=["auto", "openvino", "tensorflow"],
+        help="repeat it to compare runtimes side by side (default: FER_RUNTIME's)",
+    )
+    p.add_argument("--threads", type=int, default=0, help="OpenVINO threads (0: the service's)")
     args = p.parse_args()
     dirs = args.model_dir or [ROOT / "models" / "emotion"]
     analyzers = [
-        make_analyzer(d, flip_tta=not args.no_tta, decode_max_side=args.decode_max_side)
+        make_analyzer(d, not args.no_tta, args.decode_max_side, rt, args.threads)
         for d in dirs
+        for rt in args.runtime or [None]
     ]
     cols = ("images_per_s", "faces_per_image", *[f"{s}_ms" for s in (*STAGES, "total")], "p50_ms")
-    print(f"{'set':8} {'model':>7} " + " ".join(f"{c:>15}" for c in cols))
+    print(f"{'set':8} {'model':>22} " + " ".join(f"{c:>15}" for c in cols))
     for name in args.sets.split(","):
         for analyzer in analyzers:
             r = measure(analyzer, SETS[name](), detect=name != "crops", seconds=args.seconds)
-            version = analyzer.models.current().version
-            print(f"{name:8} {version:>7} " + " ".join(f"{r[c]:>15}" for c in cols), flush=True)
+            m = analyzer.models.current()
+            label = f"v{m.version} {m.runtime} {m.precision}"
+            print(f"{name:8} {label:>22} " + " ".join(f"{r[c]:>15}" for c in cols), flush=True)
 
 
 if __name__ == "__main__":

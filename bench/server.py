@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -103,6 +104,9 @@ def serve(
     log = work / "gunicorn.log"
     env = {
         **os.environ,
+        # serve.sh execs the gunicorn installed beside this interpreter (a venv's bin is
+        # not on PATH when it runs as .venv/bin/python -m pytest).
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "FER_MODEL_DIR": str(model_dir),
         "FER_BIND": f"127.0.0.1:{port}",
         "FER_WORKERS": str(workers),

@@ -12,9 +12,10 @@ from service.batching import Batcher
 from service.config import Settings
 from service.detection import Detector, make_detector
 from service.errors import register_error_handlers
-from service.model import Classifier, SavedModelClassifier
+from service.model import Classifier
 from service.pipeline import Analyzer
 from service.registry import ModelSlot
+from service.runtime import classifier_factory
 
 log = logging.getLogger("service")
 
@@ -49,14 +50,23 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_mb * 1024 * 1024)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep fields in schema order
     detector = detector or make_detector(
-        settings.detector, settings.yunet_model, settings.detector_score, settings.detect_max_side
+        settings.detector,
+        settings.yunet_model,
+        settings.detector_score,
+        settings.detect_max_side,
+        settings.threads_per_worker(),
     )
     if models is None and model is not None:
         models = ModelSlot.fixed(model)
     elif models is None:
         models = ModelSlot(
             settings.model_dir,
-            lambda folder: SavedModelClassifier(folder, flip_tta=settings.flip_tta),
+            classifier_factory(
+                settings.runtime,
+                settings.precision,
+                settings.threads_per_worker(),
+                settings.flip_tta,
+            ),
             settings.reload_seconds,
         )
         if not load_async:

@@ -33,7 +33,8 @@ class Settings:
         metadata={"doc": "models/<name> folder with numbered versions, or one version folder"},
     )
     detector: str = field(
-        default="auto", metadata={"doc": "yunet, blazeface or auto (yunet when its file is set)"}
+        default="auto",
+        metadata={"doc": "yunet, yunet-opencv, blazeface or auto (yunet when its file is set)"},
     )
     yunet_model: str = field(
         default="", metadata={"doc": "path to face_detection_yunet_2023mar.onnx"}
@@ -60,6 +61,20 @@ class Settings:
     )
     max_batch_images: int = field(
         default=16, metadata={"doc": "most images in one /predict/batch request"}
+    )
+    runtime: str = field(
+        default="auto",
+        metadata={
+            "doc": "openvino, tensorflow, or auto: TensorFlow on a GPU it sees, else OpenVINO"
+        },
+    )
+    precision: str = field(
+        default="auto",
+        metadata={"doc": "OpenVINO compute precision: bf16, f32, or auto (bf16 where native)"},
+    )
+    inference_threads: int = field(
+        default=0,
+        metadata={"doc": "OpenVINO threads per worker; 0 = the CPU's cores / FER_WORKERS"},
     )
     flip_tta: bool = field(
         default=True, metadata={"doc": "average each face with its mirror image"}
@@ -94,6 +109,26 @@ class Settings:
     )
     log_level: str = field(default="INFO", metadata={"doc": "logging level"})
     json_logs: bool = field(default=True, metadata={"doc": "one JSON object per log line"})
+
+    def __post_init__(self) -> None:
+        # Refuse a misspelt choice at start, in the gunicorn master, not in every worker.
+        choices = {
+            "runtime": ("auto", "openvino", "tensorflow"),
+            "precision": ("auto", "bf16", "f32"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise SettingsError(
+                    f"FER_{name.upper()}={getattr(self, name)!r}: choose from {', '.join(allowed)}"
+                )
+        if self.inference_threads < 0:
+            raise SettingsError("FER_INFERENCE_THREADS must be 0 (automatic) or more")
+
+    def threads_per_worker(self) -> int:
+        """OpenVINO threads for one worker: as set, or the cores shared among the workers."""
+        if self.inference_threads:
+            return self.inference_threads
+        return max(1, len(os.sched_getaffinity(0)) // max(1, self.workers))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:

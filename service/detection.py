@@ -7,6 +7,7 @@ images of a few hundred pixels, and it keeps latency flat) and boxes are mapped 
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,17 +92,26 @@ class YuNetDetector:
         return to_faces(found[:, :4], found[:, 14], scale, rgb.shape[1], rgb.shape[0])
 
 
-def make_detector(kind: str, yunet_model: str, score: float, max_side: int) -> Detector:
+def make_detector(
+    kind: str, yunet_model: str, score: float, max_side: int, threads: int = 0
+) -> Detector:
     """The configured backend: YuNet when its model file is set, else BlazeFace.
 
+    YuNet runs on OpenVINO where it is installed (the same boxes as OpenCV's, faster; see
+    service.yunet_openvino), on OpenCV's DNN module otherwise or with ``yunet-opencv``.
     ``score`` 0 means the backend's own default threshold.
     """
-    if kind == "yunet" or (kind == "auto" and yunet_model):
+    if kind in ("yunet", "yunet-opencv") or (kind == "auto" and yunet_model):
         if not yunet_model:
-            raise ValueError("FER_DETECTOR=yunet needs FER_YUNET_MODEL (path to the .onnx file)")
-        return YuNetDetector(yunet_model, score or YuNetDetector.default_score, max_side)
+            raise ValueError(f"FER_DETECTOR={kind} needs FER_YUNET_MODEL (path to the .onnx file)")
+        score = score or YuNetDetector.default_score
+        if kind != "yunet-opencv" and importlib.util.find_spec("openvino") is not None:
+            from service.yunet_openvino import YuNetOpenVINODetector
+
+            return YuNetOpenVINODetector(yunet_model, score, max_side, threads)
+        return YuNetDetector(yunet_model, score, max_side)
     if kind in ("blazeface", "auto"):
         from service.blazeface import BlazeFaceDetector
 
         return BlazeFaceDetector(score=score or BlazeFaceDetector.default_score, max_side=max_side)
-    raise ValueError(f"unknown detector {kind!r}: use yunet, blazeface or auto")
+    raise ValueError(f"unknown detector {kind!r}: use yunet, yunet-opencv, blazeface or auto")

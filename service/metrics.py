@@ -56,7 +56,7 @@ ERRORS = Counter("fer_errors_total", "error responses by error code", ["code"])
 MODEL_INFO = Gauge(
     "fer_model_info",
     "the model a worker serves (1 when loaded)",
-    ["name", "version"],
+    ["name", "version", "runtime", "precision"],
     multiprocess_mode="livemax",
 )
 RELOADS = Counter(
@@ -79,8 +79,8 @@ def observe_result(result: dict) -> None:
         PREDICTIONS.labels(face["emotion"]).inc()
 
 
-def set_model(name: str, version: str, ready: bool) -> None:
-    MODEL_INFO.labels(name, version).set(1 if ready else 0)
+def set_model(name: str, version: str, runtime: str, precision: str, ready: bool) -> None:
+    MODEL_INFO.labels(name, version, runtime, precision).set(1 if ready else 0)
     MODEL_READY.set(1 if ready else 0)
 
 

@@ -1,8 +1,10 @@
-"""The classifier behind a small protocol, and the SavedModel implementation of it.
+"""The classifier protocol, model-version resolution, and what every runtime shares.
 
 The model folder follows the trainer's contract (``models/<name>/<version>/``:
 SavedModel, ``labels.json``, ``metadata.json``). The service reads input size, colour
-handling, crop rule and class order from the metadata, never from code.
+handling, crop rule and class order from the metadata, never from code. How the
+SavedModel is executed (TensorFlow, OpenVINO) is a runtime's business: see
+service.runtime.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 log = logging.getLogger("service.model")
-# Batches are padded up to one of these sizes so the graph sees few distinct shapes.
+# Batch sizes traced or compiled at warm-up; larger batches are cut into chunks of the last.
 BUCKETS = (1, 2, 4, 8, 16, 32)
 
 
@@ -31,6 +33,9 @@ class Classifier(Protocol):
     ready: bool
     warm: bool
     error: str | None
+    runtime: str  # tensorflow, openvino (or what a fake calls itself)
+    precision: str  # f32 or bf16: what the runtime computes in
+    device: str  # CPU or GPU
 
     def load(self) -> None: ...
 
@@ -60,8 +65,16 @@ def resolve_version(model_dir: Path) -> Path:
     return versions[-1]
 
 
-class SavedModelClassifier:
-    """A TensorFlow SavedModel called through its serving signature (GPU when present)."""
+class VersionClassifier:
+    """One model version run by some runtime: loading, warm-up, flip TTA and chunking.
+
+    A runtime subclass implements ``_open`` (make the version callable) and ``_call``
+    (one batch of uint8 faces to probabilities) and says whether batches must be padded
+    to ``BUCKETS`` (TensorFlow retraces its graph for every new batch size).
+    """
+
+    runtime = "none"
+    pad_to_buckets = False
 
     def __init__(self, model_dir: Path, flip_tta: bool = True):
         self.model_dir = Path(model_dir)
@@ -73,8 +86,7 @@ class SavedModelClassifier:
         self.metadata: dict = {}
         self.ready, self.warm = False, False
         self.error: str | None = None
-        self.device = "unknown"
-        self._fn: Any = None
+        self.device, self.precision = "unknown", "unknown"
 
     def load(self) -> None:
         """Load and warm up; on failure keep ``ready`` False and record the error."""
@@ -84,7 +96,12 @@ class SavedModelClassifier:
         except Exception as e:  # noqa: BLE001 - any load failure means "not ready", logged
             self.error = f"{type(e).__name__}: {e}"
             log.error(
-                "model load failed", extra={"model_dir": str(self.model_dir), "error": self.error}
+                "model load failed",
+                extra={
+                    "model_dir": str(self.model_dir),
+                    "runtime": self.runtime,
+                    "error": self.error,
+                },
             )
             return
         log.info(
@@ -92,28 +109,29 @@ class SavedModelClassifier:
             extra={
                 "model": self.name,
                 "version": self.version,
+                "runtime": self.runtime,
+                "precision": self.precision,
                 "device": self.device,
                 "load_seconds": round(time.monotonic() - t0, 2),
             },
         )
 
     def _load(self) -> None:
-        import tensorflow as tf
-
-        _gpu_memory_growth()
-        self.device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
         folder = self.folder = resolve_version(self.model_dir)
         meta = json.loads((folder / "metadata.json").read_text())
         labels = json.loads((folder / "labels.json").read_text())
-        module = tf.saved_model.load(str(folder))
-        sig = module.signatures[meta.get("signature", "serving_default")]
-        # A signature holds only weak references to its variables: keep the module alive.
-        self._module, self._fn = module, sig
         self.metadata, self.labels = meta, list(labels)
         self.name, self.version = str(meta["name"]), str(meta["version"])
         self.input_size = int(meta["input"]["shape"][1])
-        self._warm_up()  # trace every batch shape before the first request
+        self._open(folder, meta)
+        self._warm_up()  # every batch shape before the first request
         self.ready = True
+
+    def _open(self, folder: Path, meta: dict) -> None:
+        raise NotImplementedError
+
+    def _call(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def _warm_up(self) -> None:
         zeros = np.zeros((1, self.input_size, self.input_size, 3), np.uint8)
@@ -121,49 +139,20 @@ class SavedModelClassifier:
             self._call(np.repeat(zeros, n, axis=0))
         self.warm = True
 
-    def _call(self, x: np.ndarray) -> np.ndarray:
-        import tensorflow as tf
-
-        out = self._fn(tf.constant(x))
-        return next(iter(out.values())).numpy()
-
     def predict(self, faces: np.ndarray) -> np.ndarray:
         n = len(faces)
         if n == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         x = np.concatenate([faces, faces[:, :, ::-1]]) if self.flip_tta else faces
         step = BUCKETS[-1]
-        probs = np.concatenate(
-            [
-                self._call(_pad(x[i : i + step]))[: len(x[i : i + step])]
-                for i in range(0, len(x), step)
-            ]
-        )
+        chunks = [x[i : i + step] for i in range(0, len(x), step)]
+        if self.pad_to_buckets:
+            probs = np.concatenate([self._call(_pad(c))[: len(c)] for c in chunks])
+        else:
+            probs = np.concatenate([self._call(np.ascontiguousarray(c)) for c in chunks])
         if self.flip_tta:
             probs = (probs[:n] + probs[n:]) / 2.0
         return probs
-
-
-_growth_set = False
-
-
-def _gpu_memory_growth() -> None:
-    """Several workers share one GPU: take memory as needed, not all of it up front.
-
-    Allowed only before TensorFlow initialises the GPU, so only for the first model a
-    process loads (a reloaded version would otherwise fail on RuntimeError).
-    """
-    global _growth_set
-    if _growth_set:
-        return
-    import tensorflow as tf
-
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised by someone else: keep its setting
-            log.warning("GPU memory growth could not be set: GPU already initialised")
-    _growth_set = True
 
 
 def _pad(x: np.ndarray) -> np.ndarray:

@@ -113,13 +113,15 @@ class ModelSlot:
         self._live, self.error = model, None  # the swap: one reference assignment
         metrics.RELOADS.labels("loaded").inc()
         if old is not None:
-            metrics.set_model(old.name, old.version, False)
-        metrics.set_model(model.name, model.version, True)
+            metrics.set_model(old.name, old.version, old.runtime, old.precision, False)
+        metrics.set_model(model.name, model.version, model.runtime, model.precision, True)
         log.info(
             "model version live",
             extra={
                 "model": model.name,
                 "version": model.version,
+                "runtime": model.runtime,
+                "precision": model.precision,
                 "previous": old.version if old else None,
                 "seconds": round(time.monotonic() - t0, 2),
             },

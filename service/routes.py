@@ -36,6 +36,8 @@ def ready():
         "version": model.version if model else "",
         "labels": model.labels if model else [],
         "warm": bool(model and model.warm),
+        "runtime": model.runtime if model else "",
+        "precision": model.precision if model else "",
         "detector": _state().detector.name,
     }
     if not ready:
@@ -74,7 +76,9 @@ def models():
         created=meta.get("created"),
         detector=_state().detector.name,
         flip_tta=_state().settings.flip_tta,
-        device=getattr(model, "device", "unknown"),
+        device=model.device,
+        runtime=model.runtime,
+        precision=model.precision,
         batching=_state().settings.batch,
     )
 

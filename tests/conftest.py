@@ -103,6 +103,15 @@ def models_root(tiny_model) -> Path:
     return tiny_model.parent
 
 
+# Every service runtime the tests exercise with real models (service.runtime).
+RUNTIMES = ["openvino", "tensorflow"]
+
+
+@pytest.fixture(params=RUNTIMES, scope="module")
+def runtime(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def yunet_path() -> Path:
     if not YUNET.is_file():

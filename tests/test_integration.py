@@ -20,8 +20,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model, yunet_path, tmp_path_factory):
-    with gunicorn(tiny_model.parent, yunet_path, tmp_path_factory.mktemp("srv")) as srv:
+def server(tiny_model, yunet_path, tmp_path_factory, runtime):
+    work = tmp_path_factory.mktemp("srv")
+    with gunicorn(tiny_model.parent, yunet_path, work, FER_RUNTIME=runtime) as srv:
         yield srv
 
 
@@ -60,7 +61,7 @@ def test_real_photos(server, astronaut):
     assert none.status_code == 200 and none.json()["faces"] == []
 
 
-def test_multipart_and_errors_over_http(server, astronaut):
+def test_multipart_and_errors_over_http(server, astronaut, runtime):
     url, _, _ = server
     r = checked(
         requests.post(
@@ -76,8 +77,10 @@ def test_multipart_and_errors_over_http(server, astronaut):
     r = requests.put(url + "/predict", timeout=10)
     assert r.status_code == 405 and "POST" in r.headers["Allow"]
     ready = checked(requests.get(url + "/ready", timeout=10)).json()
-    assert ready["ready"] and ready["version"] == "1"
-    assert checked(requests.get(url + "/v1/models", timeout=10)).json()["device"] == "CPU"
+    assert ready["ready"] and ready["version"] == "1" and ready["runtime"] == runtime
+    info = checked(requests.get(url + "/v1/models", timeout=10)).json()
+    assert info["device"] == "CPU" and info["runtime"] == runtime
+    assert info["precision"] in ("bf16", "f32")
 
 
 def _metric(text: str, name: str) -> float:
@@ -88,7 +91,7 @@ def _metric(text: str, name: str) -> float:
     return total
 
 
-def test_metrics_are_merged_across_workers(server, astronaut):
+def test_metrics_are_merged_across_workers(server, astronaut, runtime):
     url, _, _ = server
     before = requests.get(url + "/metrics", timeout=10).text
     n = 12
@@ -98,7 +101,9 @@ def test_metrics_are_merged_across_workers(server, astronaut):
     name = 'fer_http_requests_total{endpoint="/predict",method="POST",status="200"}'
     assert _metric(text, name) - _metric(before, name) == n
     assert _metric(text, 'fer_stage_duration_seconds_count{stage="detect"}') >= n
-    assert 'fer_model_info{name="emotion",version="1"} 1.0' in text
+    info = [line for line in text.splitlines() if line.startswith("fer_model_info{")]
+    assert len(info) == 1 and info[0].endswith(" 1.0"), info
+    assert f'runtime="{runtime}"' in info[0] and 'version="1"' in info[0]
     assert "fer_model_ready 1.0" in text
 
 

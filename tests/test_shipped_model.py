@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from service.model import SavedModelClassifier, resolve_version
+from service.model import resolve_version
+from service.runtime import make_classifier
 from tests.conftest import ROOT, SHARED
 from trainer.images import read_pixels, to_model_input
 
@@ -23,15 +24,14 @@ def test_bundled_model_has_its_contract_and_report():
     assert (folder / "MODEL_CARD.md").is_file() and (folder / "eval" / "README.md").is_file()
 
 
-def test_bundled_model_classifies_privatetest_faces():
+def test_bundled_model_classifies_privatetest_faces(runtime):
     labels_csv = SHARED / "data" / "fer2013" / "ferplus.csv"
     if not labels_csv.is_file():
         pytest.skip("FER2013 not available")
     with labels_csv.open() as f:
         rows = [r for r in csv.DictReader(f) if r["usage"] == "PrivateTest" and r["ferplus_label"]]
     rows = rows[::10][:300]
-    model = SavedModelClassifier(MODELS)
-    model.load()
+    model = make_classifier(MODELS, runtime)
     assert model.ready, model.error
     faces = np.stack(
         [to_model_input(read_pixels(SHARED / "data" / "fer2013" / r["file"]), 96) for r in rows]

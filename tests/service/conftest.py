@@ -31,6 +31,7 @@ class FakeModel:
             "metrics": {"test": {"images": 10, "accuracy": 0.5, "macro_f1": 0.4}},
         }
         self.ready, self.warm, self.error = ready, ready, None
+        self.runtime, self.precision, self.device = "fake", "f32", "unknown"
         self.batches: list[np.ndarray] = []
 
     def load(self) -> None:

@@ -8,6 +8,8 @@ import pytest
 
 from service.blazeface import BlazeFaceDetector
 from service.detection import Face, YuNetDetector, make_detector
+from service.yunet_openvino import YuNetOpenVINODetector
+from tests.conftest import SHARED
 
 ASTRONAUT_FACE = (178, 63, 90, 113)  # hand-checked box of the face in skimage's astronaut
 
@@ -20,10 +22,12 @@ def iou(f: Face, box) -> float:
     return inter / (f.area + w * h - inter)
 
 
-@pytest.fixture(params=["yunet", "blazeface"])
+@pytest.fixture(params=["yunet", "yunet-openvino", "blazeface"])
 def detector(request, yunet_path):
     if request.param == "yunet":
         return YuNetDetector(yunet_path)
+    if request.param == "yunet-openvino":
+        return YuNetOpenVINODetector(yunet_path, threads=1)
     return BlazeFaceDetector()
 
 
@@ -53,8 +57,27 @@ def test_no_face_in_noise(detector):
     assert detector.detect(noise) == []
 
 
+def test_openvino_yunet_gives_opencvs_boxes(yunet_path, astronaut):
+    """Same network, same decoding: the same faces, to the pixel, as cv2.FaceDetectorYN."""
+    from bench.detection import scenes
+
+    photos = [(astronaut, [])]
+    photos.append((np.vstack([np.hstack([astronaut, astronaut[:, ::-1]])] * 2), []))
+    if (SHARED / "data" / "fer2013").is_dir():
+        photos += scenes(SHARED, 25)  # 1-8 FER2013 faces of 40-160 px on a photo
+    reference, ours = YuNetDetector(yunet_path), YuNetOpenVINODetector(yunet_path, threads=1)
+    for img, _ in photos:
+        want, got = reference.detect(img), ours.detect(img)
+        assert len(got) == len(want)
+        key = lambda f: (f.x, f.y)  # noqa: E731
+        for a, b in zip(sorted(want, key=key), sorted(got, key=key), strict=True):
+            assert max(abs(a.x - b.x), abs(a.y - b.y), abs(a.width - b.width)) <= 1
+            assert abs(a.score - b.score) < 1e-3
+
+
 def test_factory_prefers_yunet_when_configured(yunet_path):
-    assert make_detector("auto", str(yunet_path), 0, 640).name == "yunet"
+    assert isinstance(make_detector("auto", str(yunet_path), 0, 640), YuNetOpenVINODetector)
+    assert isinstance(make_detector("yunet-opencv", str(yunet_path), 0, 640), YuNetDetector)
     blaze = make_detector("auto", "", 0, 640)
     assert blaze.name == "blazeface" and blaze.score == 0.5
     with pytest.raises(ValueError):

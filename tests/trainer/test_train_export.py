@@ -288,7 +288,8 @@ def _outputs(folder: Path, x: tf.Tensor) -> np.ndarray:
 
 
 def test_ensemble_is_a_new_version_returning_the_members_mean(tiny_model, tiny_data, tmp_path):
-    from service.model import SavedModelClassifier
+    from service.runtime import make_classifier
+    from tests.conftest import RUNTIMES
     from trainer.cli import main
 
     # A second member: one more epoch from the first with another seed (same data).
@@ -319,11 +320,11 @@ def test_ensemble_is_a_new_version_returning_the_members_mean(tiny_model, tiny_d
     import shutil
 
     shutil.rmtree(tmp_path / "m2")
-    clf = SavedModelClassifier(models / "emotion", flip_tta=False)
-    clf.load()
-    assert clf.ready and clf.version == "1", clf.error
-    got = clf.predict(x.numpy())
-    np.testing.assert_allclose(got, (a + b) / 2, atol=1e-5)
+    for runtime in RUNTIMES:
+        clf = make_classifier(models / "emotion", runtime, precision="f32", flip_tta=False)
+        assert clf.ready and clf.version == "1", clf.error
+        got = clf.predict(x.numpy())
+        np.testing.assert_allclose(got, (a + b) / 2, atol=1e-5, err_msg=runtime)
 
 
 def test_ensemble_refuses_members_that_do_not_fit(tiny_model, tmp_path, capsys):

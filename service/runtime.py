@@ -1,0 +1,89 @@
+"""Which runtime executes the model: ``FER_RUNTIME=auto|openvino|tensorflow``.
+
+``auto`` keeps the GPU path: TensorFlow where it is installed and sees a GPU; OpenVINO on
+the CPU otherwise (several times faster there, and no TensorFlow needed at all); and
+TensorFlow on a CPU only when OpenVINO is not installed. The choice is made once per
+process, without importing TensorFlow unless a GPU is plausible: importing it costs
+seconds and hundreds of MB that a CPU worker would carry for nothing.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from service.model import VersionClassifier
+
+RUNTIMES = ("auto", "openvino", "tensorflow")
+PRECISIONS = ("auto", "bf16", "f32")
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The configured runtime cannot run here (not installed, or a setting it cannot honour)."""
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _nvidia_device_present() -> bool:
+    # Cheap evidence of an NVIDIA GPU before paying for a TensorFlow import.
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.isdir("/proc/driver/nvidia/gpus")
+
+
+def tensorflow_sees_gpu() -> bool:
+    if not (installed("tensorflow") and _nvidia_device_present()):
+        return False
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def choose(runtime: str) -> str:
+    """The runtime ``auto`` stands for on this machine, or ``runtime`` itself, checked."""
+    if runtime not in RUNTIMES:
+        raise RuntimeUnavailable(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    if runtime == "auto":
+        if tensorflow_sees_gpu() or not installed("openvino"):
+            runtime = "tensorflow"
+        else:
+            runtime = "openvino"
+    if not installed(runtime):
+        raise RuntimeUnavailable(
+            f"runtime {runtime} is not installed (pip install {runtime}, or set FER_RUNTIME)"
+        )
+    return runtime
+
+
+def classifier_factory(
+    runtime: str = "auto", precision: str = "auto", threads: int = 0, flip_tta: bool = True
+) -> Callable[[Path], VersionClassifier]:
+    """A function from a model folder to an unloaded classifier of the chosen runtime."""
+    chosen = choose(runtime)
+    if precision not in PRECISIONS:
+        raise RuntimeUnavailable(f"unknown precision {precision!r}; choose from auto, bf16, f32")
+    if chosen == "tensorflow":
+        if precision == "bf16":
+            raise RuntimeUnavailable("precision bf16 needs the openvino runtime (FER_RUNTIME)")
+        from service.tf_runtime import TensorFlowClassifier
+
+        return lambda folder: TensorFlowClassifier(folder, flip_tta=flip_tta)
+    from service.openvino_runtime import OpenVINOClassifier
+
+    return lambda folder: OpenVINOClassifier(folder, flip_tta, precision, threads)
+
+
+def make_classifier(
+    model_dir: Path,
+    runtime: str = "auto",
+    precision: str = "auto",
+    threads: int = 0,
+    flip_tta: bool = True,
+) -> VersionClassifier:
+    """A loaded classifier (benchmarks, tests, scripts); check ``.ready`` / ``.error``."""
+    model = classifier_factory(runtime, precision, threads, flip_tta)(Path(model_dir))
+    model.load()
+    return model

@@ -1,0 +1,140 @@
+"""Runtimes: the choice behind FER_RUNTIME, and OpenVINO and TensorFlow giving the same
+answers on the same exported version."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.config import Settings, SettingsError
+from service.openvino_runtime import native_bf16, resolve_precision
+from service.runtime import RuntimeUnavailable, choose, make_classifier, tensorflow_sees_gpu
+from tests.conftest import ROOT, copy_tree
+
+pytestmark = pytest.mark.slow  # trains the tiny model once per session
+
+
+@pytest.fixture(scope="module")
+def faces() -> np.ndarray:
+    return np.random.default_rng(3).integers(0, 256, (37, 48, 48, 3), dtype=np.uint8)
+
+
+def test_auto_is_openvino_on_a_cpu_and_tensorflow_on_a_gpu():
+    assert choose("auto") == ("tensorflow" if tensorflow_sees_gpu() else "openvino")
+    assert choose("tensorflow") == "tensorflow" and choose("openvino") == "openvino"
+    with pytest.raises(RuntimeUnavailable, match="unknown runtime"):
+        choose("onnx")
+
+
+def test_bad_runtime_settings_are_refused_at_start():
+    with pytest.raises(SettingsError, match="FER_RUNTIME='onnx'"):
+        Settings.from_env({"FER_RUNTIME": "onnx"})
+    with pytest.raises(SettingsError, match="FER_PRECISION"):
+        Settings.from_env({"FER_PRECISION": "int8"})
+    with pytest.raises(SettingsError, match="FER_INFERENCE_THREADS"):
+        Settings.from_env({"FER_INFERENCE_THREADS": "-1"})
+    with pytest.raises(RuntimeUnavailable, match="bf16 needs the openvino"):
+        make_classifier(Path("."), "tensorflow", "bf16")
+
+
+def test_threads_per_worker_shares_the_cores():
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    assert Settings.from_env({}, workers=1).threads_per_worker() == cores
+    assert Settings.from_env({}, workers=cores * 2).threads_per_worker() == 1
+    assert Settings.from_env({}, inference_threads=3).threads_per_worker() == 3
+
+
+def test_precision_auto_is_bf16_only_where_the_cpu_has_it():
+    assert resolve_precision("auto") == ("bf16" if native_bf16() else "f32")
+    assert resolve_precision("f32") == "f32"
+
+
+def test_runtimes_agree_on_the_same_version(tiny_model, faces):
+    tf_model = make_classifier(tiny_model, "tensorflow")
+    ov_f32 = make_classifier(tiny_model, "openvino", "f32", threads=1)
+    ov_auto = make_classifier(tiny_model, "openvino")
+    for m in (tf_model, ov_f32, ov_auto):
+        assert m.ready and m.warm, m.error
+        assert (m.name, m.version, m.labels) == (tf_model.name, "1", tf_model.labels)
+    assert (tf_model.runtime, tf_model.precision) == ("tensorflow", "f32")
+    assert (ov_f32.runtime, ov_f32.precision, ov_f32.device) == ("openvino", "f32", "CPU")
+    ref = tf_model.predict(faces)  # 37 faces + mirrors: two chunks, the last one ragged
+    assert ref.shape == (37, 7)
+    np.testing.assert_allclose(ov_f32.predict(faces), ref, atol=1e-4)
+    np.testing.assert_allclose(ov_auto.predict(faces), ref, atol=0.03)  # bf16 where native
+    np.testing.assert_allclose(ov_f32.predict(faces[:1]), ref[:1], atol=1e-4)
+    assert ov_f32.predict(faces[:0]).shape == (0, 7)
+
+
+def test_openvino_answers_threads_at_once_as_it_answers_one(tiny_model, faces):
+    model = make_classifier(tiny_model, "openvino", "f32", threads=1)
+    expected = [model.predict(faces[i : i + 3]) for i in range(0, 24, 3)]
+    got: dict[int, np.ndarray] = {}
+
+    def call(i: int) -> None:
+        for _ in range(5):
+            got[i] = model.predict(faces[i * 3 : i * 3 + 3])
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, want in enumerate(expected):
+        np.testing.assert_array_equal(got[i], want)
+
+
+def test_openvino_refuses_a_broken_version_with_the_reason(tiny_model, tmp_path):
+    bad = copy_tree(tiny_model, tmp_path / "3")
+    (bad / "saved_model.pb").write_bytes(b"\x00garbage" * 100)
+    model = make_classifier(bad, "openvino")
+    assert not model.ready and "Saved Model cannot be parsed" in (model.error or "")
+    other = copy_tree(tiny_model, tmp_path / "4")
+    meta = json.loads((other / "metadata.json").read_text())
+    (other / "metadata.json").write_text(json.dumps({**meta, "signature": "other"}))
+    refused = make_classifier(other, "openvino")
+    assert not refused.ready and "serving_default" in (refused.error or "")
+
+
+# The whole service, on OpenVINO, in a process where importing TensorFlow fails.
+NO_TF = """
+import sys
+for name in ("tensorflow", "keras", "tf_keras"):
+    sys.modules[name] = None  # as if not installed: importing it raises ImportError
+import numpy as np, io
+from PIL import Image
+from service.app import create_app
+from service.config import Settings
+from service.runtime import choose
+from tests.service.conftest import FakeDetector
+assert choose("auto") == "openvino"
+settings = Settings.from_env({}, model_dir=sys.argv[1], json_logs=False)
+app = create_app(settings, detector=FakeDetector(), load_async=False)
+buf = io.BytesIO()
+Image.fromarray(np.full((48, 48), 128, np.uint8)).save(buf, "PNG")
+r = app.test_client().post("/predict?detect=false", data=buf.getvalue(),
+                           headers={"Content-Type": "image/png"})
+assert r.status_code == 200, r.get_json()
+ready = app.test_client().get("/ready").get_json()
+print(ready["runtime"], len(r.get_json()["faces"]), sys.modules["tensorflow"] is None)
+"""
+
+
+def test_the_service_runs_without_tensorflow(tiny_model):
+    out = subprocess.run(
+        [sys.executable, "-c", NO_TF, str(tiny_model.parent)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["openvino", "1", "True"]
