@@ -1,4 +1,4 @@
-"""``python -m trainer {eda,train,evaluate,ensemble}``: argument parsing and error reporting."""
+"""``python -m trainer {eda,train,distill,evaluate,ensemble}``: arguments and error reporting."""
 
 from __future__ import annotations
 
@@ -36,12 +36,8 @@ def _output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", type=int, help="version number (default: next free)")
 
 
-def _train_parser(sub) -> None:
-    p = sub.add_parser(
-        "train",
-        help="fine-tune MobileNetV2 and export a model version",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+def _training_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``train``; ``distill`` has them all too (its student trains alike)."""
     p.add_argument(
         "data", nargs="?", help="dataset root: ROOT/<class>/* or ROOT/{train,test}/<class>/*"
     )
@@ -116,6 +112,48 @@ def _train_parser(sub) -> None:
         type=str,
     )
     _opt(p, "--max-bad", "max_bad", "unreadable images tolerated before stopping")
+    _appearance_options(p)
+
+
+# Appearance augmentation, off (0) in both recipes; definitions in trainer/appearance.py.
+APPEARANCE = [  # flag, TrainConfig field, metavar, help
+    ("--brightness", "brightness", "F", "brightness shift up to +-F of 0..255"),
+    ("--contrast", "contrast", "F", "contrast factor in [1-F, 1+F]"),
+    ("--gamma", "gamma", "G", "gamma log-uniform in [1/(1+G), 1+G]"),
+    ("--blur", "blur", "P", "probability of a Gaussian blur, sigma up to 1.5 px at 48 px"),
+    ("--low-res", "low_res", "P", "probability of a rescale through 24 px..input size"),
+    ("--noise", "noise", "STD", "gray Gaussian noise of std up to STD pixel values"),
+]
+
+
+def _appearance_options(p: argparse.ArgumentParser) -> None:
+    for flag, field, metavar, text in APPEARANCE:
+        _opt(p, flag, field, f"augmentation: {text}", metavar=metavar)
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune MobileNetV2 and export a model version",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _training_options(p)
+
+
+def _distill_parser(sub) -> None:
+    p = sub.add_parser(
+        "distill",
+        help="train a student on a teacher version's probabilities mixed with the labels",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _training_options(p)
+    teacher = "models/<name>/<v>"
+    _opt(p, "--teacher", "teacher", "exported version to learn from", type=str, metavar=teacher)
+    share = "teacher's share of the train target; 0.5 if unset"
+    _opt(p, "--teacher-weight", "teacher_weight", share, metavar="W")
+    soft = "soften the teacher: p**(1/T) renormalised; 1 if unset"
+    _opt(p, "--temperature", "temperature", soft, metavar="T")
+    _flag(p, "teacher-tta", "teacher_tta", "average the teacher with the mirror image; on if unset")
 
 
 def _eval_parser(sub) -> None:
@@ -177,6 +215,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _eda_parser(sub)
     _train_parser(sub)
+    _distill_parser(sub)
     _eval_parser(sub)
     _ensemble_parser(sub)
     return p
@@ -193,15 +232,20 @@ def _split_cpu(n: int) -> None:
 
 
 def _train(args) -> None:
+    """``train`` and ``distill``: one workflow; a distill run's config names its teacher."""
     from trainer.config import make_config
     from trainer.workflow import train_and_export
 
     _split_cpu(args.logical_cpus)
     if args.resume:
+        if args.command == "distill":
+            _check_distill_run(args.resume)
         train_and_export(None, args.resume, args.models_dir, args.version)
         return
     if not args.data:
-        raise TrainerError("train needs DATA (or --resume RUN_DIR)")
+        raise TrainerError(f"{args.command} needs DATA (or --resume RUN_DIR)")
+    if args.command == "distill" and not args.teacher:
+        raise TrainerError("distill needs --teacher models/<name>/<version>")
     names = set(F) - {"recipe", "data"}
     overrides = {k: getattr(args, k) for k in names if hasattr(args, k)}
     cfg = make_config(args.recipe, data=args.data, **overrides)
@@ -209,6 +253,15 @@ def _train(args) -> None:
 
     run_dir = args.run_dir or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     train_and_export(cfg, run_dir, args.models_dir, args.version)
+
+
+def _check_distill_run(run_dir: Path) -> None:
+    # Resuming a train run with distill would silently train without a teacher.
+    cfg_file = run_dir / "config.json"
+    if cfg_file.is_file() and not TrainConfig.from_json(cfg_file.read_text()).teacher:
+        raise TrainerError(
+            f"{run_dir} is a train run, not a distill run: resume it with train --resume"
+        )
 
 
 def _evaluate(args) -> None:
@@ -244,13 +297,20 @@ def _eda(args) -> None:
     print(f"wrote {path}")
 
 
+COMMANDS = {
+    "eda": _eda,
+    "train": _train,
+    "distill": _train,
+    "evaluate": _evaluate,
+    "ensemble": _ensemble,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        {"train": _train, "evaluate": _evaluate, "eda": _eda, "ensemble": _ensemble}[args.command](
-            args
-        )
+        COMMANDS[args.command](args)
     except TrainerError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

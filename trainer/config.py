@@ -33,6 +33,13 @@ class TrainConfig:
     zoom: float = 0.2
     flip: bool = True
     erasing: float = 0.0  # probability of erasing a random patch (Zhong et al., 2017)
+    # Appearance augmentation (trainer/appearance.py); all off in both recipes.
+    brightness: float = 0.0  # random brightness shift up to +-this share of 0..255
+    contrast: float = 0.0  # random contrast factor in [1 - this, 1 + this]
+    gamma: float = 0.0  # random gamma, log-uniform in [1 / (1 + this), 1 + this]
+    blur: float = 0.0  # probability of a Gaussian blur (sigma up to 1.5 px at 48 px)
+    low_res: float = 0.0  # probability of a down- and up-scale through 24 px .. input size
+    noise: float = 0.0  # additive gray Gaussian noise, std drawn up to this (pixel units)
     class_weight: str = "balanced"  # balanced, sqrt or none
     dropout: float = 0.5
     stage1_epochs: int = 5
@@ -48,6 +55,11 @@ class TrainConfig:
     max_bad: int = 100  # unreadable images tolerated before the run stops
     recipe: str = "finetune"
     init_from: str | None = None  # an exported model version to start from (warm restart)
+    # Knowledge distillation (trainer/distill.py): train targets mixed with a teacher's.
+    teacher: str | None = None  # an exported model version; None: no distillation
+    teacher_weight: float = 0.5  # share of the train target that comes from the teacher
+    temperature: float = 1.0  # teacher probabilities softened as p ** (1 / T), renormalised
+    teacher_tta: bool = True  # average the teacher over each image and its mirror
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -71,19 +83,55 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (self.unfreeze >= 0, "--unfreeze must be >= 0"),
             (0 <= self.erasing <= 1, "--erasing must be a probability in [0, 1]"),
+            *self._appearance_checks(),
+            (0 <= self.teacher_weight <= 1, "--teacher-weight must be in [0, 1]"),
+            (self.temperature > 0, "--temperature must be positive"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise TrainerError(msg)
-        if self.init_from and not (Path(self.init_from) / "metadata.json").is_file():
-            raise TrainerError(
-                f"--init-from {self.init_from}: not an exported model version (no metadata.json)"
-            )
+        if self.init_from:
+            exported_metadata(self.init_from, "--init-from")
+        if self.teacher:
+            self._check_teacher_input()
         weights = self.base_weights
         if weights not in ("imagenet", "none") and not Path(weights).is_file():
             raise TrainerError(
                 f"--base-weights {weights}: no such file (give a path, 'imagenet' or 'none')"
             )
+
+    def _appearance_checks(self) -> list[tuple[bool, str]]:
+        return [
+            (0 <= self.brightness <= 1, "--brightness must be in [0, 1] (a share of 0..255)"),
+            (0 <= self.contrast <= 1, "--contrast must be in [0, 1]"),
+            (self.gamma >= 0, "--gamma must be >= 0"),
+            (0 <= self.blur <= 1, "--blur must be a probability in [0, 1]"),
+            (0 <= self.low_res <= 1, "--low-res must be a probability in [0, 1]"),
+            (0 <= self.noise <= 255, "--noise must be a pixel std in [0, 255]"),
+        ]
+
+    def _check_teacher_input(self) -> None:
+        # Checked here, before the data is decoded: the labels are checked once it is
+        # (trainer.distill.check_teacher).
+        meta = exported_metadata(str(self.teacher), "--teacher")
+        size = int(meta.get("input", {}).get("shape", [None, 0])[1] or 0)
+        if size != self.input_size:
+            raise TrainerError(
+                f"--teacher {self.teacher}: its input is {size} px, the student's "
+                f"{self.input_size} px (set --input-size {size} or choose another teacher)"
+            )
+
+
+def exported_metadata(folder: str, option: str) -> dict:
+    """The metadata of the exported model version ``folder``, given as ``option``.
+
+    Raises:
+        TrainerError: ``folder`` has no metadata.json.
+    """
+    meta_file = Path(folder) / "metadata.json"
+    if not meta_file.is_file():
+        raise TrainerError(f"{option} {folder}: not an exported model version (no metadata.json)")
+    return json.loads(meta_file.read_text())
 
 
 # The original notebook: ImageDataGenerator augmentation, 80/20 split, frozen base for 5

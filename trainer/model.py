@@ -11,32 +11,48 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from trainer.appearance import appearance_steps
 from trainer.config import TrainConfig
 from trainer.errors import TrainerError
 
 
 def augmentation(cfg: TrainConfig, seed: int) -> keras.Sequential | None:
-    """The random transforms of the recipe, or None when every one is off."""
+    """The random transforms of the recipe, or None when every one is off.
+
+    Geometry first (where the face sits in the crop: the detector's framing), then
+    appearance (trainer/appearance.py: resolution, blur, tone, noise), which a camera
+    applies to the picture as framed: rotating or zooming after adding noise or blur would
+    interpolate the noise and resample the blur into something no camera makes. Erasing
+    last (below).
+    """
+    # Each layer its own seed: Keras layers given the same seed draw the same numbers, so
+    # rotation, shift and zoom moved in lockstep (versions up to 6 trained so).
     steps = []
     if cfg.flip:
         steps.append(layers.RandomFlip("horizontal", seed=seed))
     if cfg.rotation:
-        steps.append(layers.RandomRotation(cfg.rotation / 360.0, fill_mode="nearest", seed=seed))
+        steps.append(
+            layers.RandomRotation(cfg.rotation / 360.0, fill_mode="nearest", seed=seed + 11)
+        )
     if cfg.shift:
-        steps.append(layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="nearest", seed=seed))
+        steps.append(
+            layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="nearest", seed=seed + 12)
+        )
     if cfg.shear:
         # Keras takes a positive range and picks the direction at random: a float f is
         # shear in [-f, f] (a negative bound is refused when the layer is built).
-        steps.append(layers.RandomShear(cfg.shear, cfg.shear, fill_mode="nearest", seed=seed))
+        steps.append(layers.RandomShear(cfg.shear, cfg.shear, fill_mode="nearest", seed=seed + 13))
     if cfg.zoom:
-        steps.append(layers.RandomZoom(cfg.zoom, fill_mode="nearest", seed=seed))
+        steps.append(layers.RandomZoom(cfg.zoom, fill_mode="nearest", seed=seed + 14))
+    steps += appearance_steps(cfg, seed)
     if cfg.erasing:
-        # Last, so the patch is not moved off the face. A (p, p) factor is the probability
+        # Last, so the patch is not moved off the face, and its noise fill is neither
+        # blurred nor toned down by the appearance steps. A (p, p) factor is the probability
         # itself; a single float would draw a probability from [0, p]. 3-30 % of the area,
         # filled with noise as in the paper, so occlusions (hands, hair, glasses) are
         # rehearsed rather than the model leaning on one region of the face.
         prob = (cfg.erasing, cfg.erasing)
-        steps.append(layers.RandomErasing(prob, value_range=(0, 255), seed=seed))
+        steps.append(layers.RandomErasing(prob, value_range=(0, 255), seed=seed + 15))
     return keras.Sequential(steps, name="augmentation") if steps else None
 
 

@@ -40,6 +40,44 @@ def _init_section(meta: dict) -> str:
     )
 
 
+def _appearance(t: dict) -> str:
+    """The appearance augmentation a run used (none for runs older than the options)."""
+    names = {
+        "brightness": "brightness +-{}",
+        "contrast": "contrast +-{}",
+        "gamma": "gamma up to {}",
+        "blur": "blur p {}",
+        "low_res": "low resolution p {}",
+        "noise": "noise std up to {}",
+    }
+    on = [text.format(t[k]) for k, text in names.items() if t.get(k)]
+    return (", " + ", ".join(on)) if on else ""
+
+
+def _distill_section(meta: dict) -> str:
+    d = meta.get("distillation")
+    if not d:
+        return ""
+    teacher = d["teacher"]
+    figures = "; ".join(
+        f"{split} accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}"
+        for split, m in teacher["metrics"].items()
+    )
+    tta = "averaged with its mirror image" if d["teacher_tta"] else "without the mirror image"
+    return f"""
+## Distillation
+
+Trained by `python -m trainer distill` on the outputs of a teacher: `{teacher["folder"]}`
+({teacher["name"]} version {teacher["version"]}; its export's figures, without flip TTA:
+{figures or "none recorded"}).
+Training targets: {1 - d["weight"]:g} x the labels + {d["weight"]:g} x the teacher's
+probabilities softened at temperature {d["temperature"]:g} (p ** (1/T), renormalised),
+{tta}, computed once per training image ({d["teacher_seconds"]:.0f} s); validation and test
+targets are the labels. The teacher agrees with the training labels' argmax on
+{d["teacher_train_agreement"]:.1%} of the training images.
+"""
+
+
 def _contract(meta: dict) -> str:
     pre = meta["preprocessing"]
     return f"""## Contract
@@ -107,14 +145,14 @@ trainable, BatchNorm {t["bn_mode"]}, {t["stage2_epochs"]} epoch(s) at {t["stage2
 Batch {t["batch_size"]}, class weights `{t["class_weight"]}`, label smoothing
 {t["label_smoothing"]}, augmentation: flip {t["flip"]}, rotation {t["rotation"]} deg,
 shift {t["shift"]}, shear {t["shear"]}, zoom {t["zoom"]},
-random erasing {t.get("erasing", 0.0)}. Seed {t["seed"]}.{_init_section(meta)}
+random erasing {t.get("erasing", 0.0)}{_appearance(t)}. Seed {t["seed"]}.{_init_section(meta)}
 Best epoch (stage, epoch): {meta.get("best_epoch")}; stopped early: {meta.get("stopped_early")}.
 Training time {meta.get("train_seconds", 0) / 60:.0f} min (epochs only); mean throughput
 {_speed(hist, 1)} images/s in stage 1 and {_speed(hist, 2)} images/s in stage 2 on the
 training machine.
 
 ![training curves](training_curves.png)
-
+{_distill_section(meta)}
 ## Metrics
 
 {_metrics_section(meta)}

@@ -121,7 +121,15 @@ def _optimizer(cfg: TrainConfig, stage: int, steps: int) -> keras.optimizers.Opt
     return keras.optimizers.Adam(lr)
 
 
-def _compile(model, cfg: TrainConfig, stage: int, steps: int) -> None:
+def compile_for_stage(model: keras.Model, cfg: TrainConfig, stage: int, steps: int) -> None:
+    """Compile ``model`` as training stage ``stage`` does (optimizer, loss, metrics).
+
+    Args:
+        model: the classifier from ``build_model``.
+        cfg: the training options.
+        stage: 1 (base frozen) or 2 (fine-tuning).
+        steps: batches per epoch (the cosine schedule's length).
+    """
     model.compile(
         optimizer=_optimizer(cfg, stage, steps),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
@@ -175,7 +183,7 @@ def fit(cfg: TrainConfig, run_dir: Path, prep: Prepared) -> keras.Model:
             continue
         with strategy.scope():
             n = set_stage(base, stage, cfg)
-            _compile(model, cfg, stage, steps)
+            compile_for_stage(model, cfg, stage, steps)
         if resumed and state["history"]:
             # Same stage: weights and optimizer; previous stage: its weights only.
             checkpoint.restore(run_dir, model, with_optimizer=state["stage"] == stage)

@@ -11,6 +11,7 @@ import numpy as np
 from trainer import figures, report
 from trainer.config import TrainConfig
 from trainer.data import load_dataset
+from trainer.distill import check_teacher, distill_targets
 from trainer.ensemble import Ensemble, member_summary, read_members
 from trainer.errors import DataError
 from trainer.evaluate import Exported, load_exported, markdown_table, metrics
@@ -23,14 +24,19 @@ from trainer.train import fit, open_run, prepare_run, run_revisions
 def train_and_export(
     cfg: TrainConfig | None, run_dir: Path, models_dir: Path, version: int | None = None
 ) -> Path:
-    """Train (or resume, when ``cfg`` is None) in ``run_dir`` and export a new version."""
-    if cfg is None:
-        cfg = open_run(run_dir, None)
-        prep = prepare_run(cfg)
-    else:  # check the data before creating the run folder
-        prep = prepare_run(cfg)
+    """Train (or resume, when ``cfg`` is None) in ``run_dir`` and export a new version.
+
+    With ``cfg.teacher`` set this is distillation: the same training, with the train
+    split's targets mixed from the labels and the teacher's outputs (trainer/distill.py).
+    """
+    new_run = cfg is not None
+    cfg = cfg or open_run(run_dir, None)
+    prep = prepare_run(cfg)
+    teacher = check_teacher(cfg, prep.classes) if cfg.teacher else None
+    if new_run:  # only once the data and the teacher are known to be usable
         open_run(run_dir, cfg)
     _print_data_summary(prep, cfg)
+    distilled = distill_targets(cfg, teacher, run_dir, prep.splits["train"]) if teacher else None
     model = fit(cfg, run_dir, prep)
     state = json.loads((run_dir / "state.json").read_text())
     figures.training_curves(state["history"], run_dir / "training_curves.png")
@@ -49,6 +55,8 @@ def train_and_export(
         meta["training_code_revisions"] = revisions
     if cfg.init_from:
         meta["init"] = _init_meta(Path(cfg.init_from))
+    if distilled:
+        meta["distillation"] = distilled
     meta["metrics"] = {}
 
     def finish(exported: Exported, folder: Path) -> None:

@@ -1,0 +1,200 @@
+"""``python -m trainer distill``: targets, export, resume with the cached teacher, bad options."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import CLASSES, TINY_ARGS
+from trainer.cli import main
+
+# Every appearance option on, so the student's real training loop runs each new layer.
+APPEARANCE = ["--brightness", "0.1", "--contrast", "0.2", "--gamma", "0.3", "--blur", "0.5"]
+APPEARANCE += ["--low-res", "0.3", "--noise", "4"]
+
+
+def _distill_args(data: Path, teacher: Path, work: Path, *extra: str) -> list[str]:
+    return [
+        "distill",
+        str(data),
+        *TINY_ARGS,
+        "--stage2-epochs",
+        "1",
+        "--teacher",
+        str(teacher),
+        "--run-dir",
+        str(work / "run"),
+        "--models-dir",
+        str(work / "models"),
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def distilled(tiny_model, tiny_data, tmp_path_factory) -> Path:
+    """A distill run (its folder holds run/ and models/emotion/1) from the tiny model."""
+    work = tmp_path_factory.mktemp("distill")
+    assert main(_distill_args(tiny_data, tiny_model, work, *APPEARANCE)) == 0
+    return work
+
+
+@pytest.mark.slow
+def test_distill_exports_a_version_that_names_its_teacher(distilled, tiny_model):
+    out = distilled / "models" / "emotion" / "1"
+    meta = json.loads((out / "metadata.json").read_text())
+    teacher_meta = json.loads((tiny_model / "metadata.json").read_text())
+    d = meta["distillation"]
+    assert d["teacher"]["folder"] == str(tiny_model) and d["teacher"]["version"] == 1
+    assert d["teacher"]["metrics"]["val"] == {
+        k: teacher_meta["metrics"]["val"][k] for k in ("accuracy", "macro_f1")
+    }
+    assert (d["weight"], d["temperature"], d["teacher_tta"]) == (0.5, 1.0, True)
+    assert d["teacher_seconds"] >= 0 and 0 <= d["teacher_train_agreement"] <= 1
+    assert meta["training"]["teacher"] == str(tiny_model)
+    assert meta["training"]["blur"] == 0.5 and meta["training"]["noise"] == 4.0
+    assert set(meta["metrics"]) == {"val", "test"}  # evaluated like any trained export
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "## Distillation" in card and str(tiny_model) in card
+    assert "0.5 x the labels + 0.5 x the teacher" in card
+    assert "blur p 0.5" in card and "noise std up to 4.0" in card
+
+
+@pytest.mark.slow
+def test_train_targets_are_the_mix_of_labels_and_softened_teacher(tiny_model, tiny_data, tmp_path):
+    from trainer.config import make_config
+    from trainer.distill import check_teacher, distill_targets
+    from trainer.evaluate import load_exported
+    from trainer.train import prepare_run
+
+    def targets(weight: float, temperature: float) -> tuple[np.ndarray, np.ndarray, dict]:
+        cfg = make_config(
+            "finetune",
+            data=str(tiny_data),
+            base_weights="none",
+            input_size=48,
+            teacher=str(tiny_model),
+            teacher_weight=weight,
+            temperature=temperature,
+        )
+        prep = prepare_run(cfg)
+        labels = prep.splits["train"].targets.copy()
+        distill_targets(cfg, check_teacher(cfg, prep.classes), tmp_path, prep.splits["train"])
+        return labels, prep.splits["train"].targets, prep.splits
+
+    labels, got, splits = targets(1.0, 1.0)
+    images = splits["train"].images
+    teacher = load_exported(tiny_model).predict(images, flip_tta=True)
+    np.testing.assert_allclose(got, teacher, atol=1e-6)  # the flip-averaged teacher itself
+    # Validation and test targets stay the labels (one-hot here).
+    for name in ("val", "test"):
+        np.testing.assert_array_equal(splits[name].targets.argmax(1), splits[name].labels)
+        assert set(np.unique(splits[name].targets)) == {0.0, 1.0}
+
+    # Second run in the same folder: from the cache, mixed at weight 0.3, temperature 2.
+    labels, got, _ = targets(0.3, 2.0)
+    soft = np.sqrt(teacher) / np.sqrt(teacher).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(got, 0.7 * labels + 0.3 * soft, atol=1e-6)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_resume_reads_the_cached_teacher_instead_of_running_it(
+    distilled, tmp_path, monkeypatch, capsys
+):
+    import trainer.distill
+
+    run = shutil.copytree(distilled / "run", tmp_path / "run")
+    cache = run / "teacher.npz"
+    before = cache.stat().st_mtime_ns
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("the teacher was run again on resume")
+
+    monkeypatch.setattr(trainer.distill, "load_exported", no_teacher)
+    rc = main(["distill", "--resume", str(run), "--models-dir", str(tmp_path / "models")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert f"teacher outputs read from {cache}" in out
+    assert cache.stat().st_mtime_ns == before
+    meta = json.loads((tmp_path / "models" / "emotion" / "1" / "metadata.json").read_text())
+    first = json.loads((distilled / "models" / "emotion" / "1" / "metadata.json").read_text())
+    assert meta["distillation"] == first["distillation"]
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_teacher_cache_of_other_images(distilled, tmp_path, capsys):
+    run = shutil.copytree(distilled / "run", tmp_path / "run")
+    cache = run / "teacher.npz"
+    with np.load(cache) as f:
+        cached = {k: f[k] for k in f.files}
+    cached["hashes"] = cached["hashes"][::-1]  # the same images in another order
+    with cache.open("wb") as f:
+        np.savez(f, **cached)
+    rc = main(["distill", "--resume", str(run), "--models-dir", str(tmp_path / "models")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "holds teacher outputs for other images" in err
+    assert f"delete {cache}" in err and "Traceback" not in err
+    assert not (tmp_path / "models").exists()
+
+
+def _fake_teacher(folder: Path, labels: list[str], size: int) -> Path:
+    """A version folder with only the metadata the options are checked against."""
+    folder.mkdir(parents=True)
+    meta = {"name": "emotion", "version": 9, "labels": labels, "input": {"shape": [None, size]}}
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--teacher-weight", "1.5"], "--teacher-weight must be in [0, 1]"),
+        (["--temperature", "0"], "--temperature must be positive"),
+        (["--teacher", "{tmp}/nothing"], "not an exported model version (no metadata.json)"),
+        (["--teacher", "{teacher64}"], "its input is 64 px, the student's 48 px"),
+        (["--teacher", "{other_labels}"], "differ from the data's classes"),
+        ([], "distill needs --teacher"),
+    ],
+)
+def test_bad_distill_options_exit_2_before_the_run_starts(
+    tiny_data, tmp_path, capsys, options, message
+):
+    teachers = {
+        "tmp": tmp_path,
+        "teacher64": _fake_teacher(tmp_path / "t64", sorted(CLASSES), 64),
+        "other_labels": _fake_teacher(tmp_path / "t7", [*sorted(CLASSES)[:6], "contempt"], 48),
+        "teacher": _fake_teacher(tmp_path / "ok", sorted(CLASSES), 48),
+    }
+    options = [o.format(**teachers) for o in options]
+    if "--teacher" not in options and options:
+        options += ["--teacher", str(teachers["teacher"])]
+    args = ["distill", str(tiny_data), *TINY_ARGS, "--run-dir", str(tmp_path / "run"), *options]
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_distill_resume_refuses_a_train_run(tmp_path, capsys):
+    from trainer.config import TrainConfig
+
+    (tmp_path / "config.json").write_text(TrainConfig(data="x").to_json())
+    rc = main(["distill", "--resume", str(tmp_path)])
+    assert rc == 2 and "a train run, not a distill run" in capsys.readouterr().err
+
+
+def test_distill_takes_every_train_option():
+    from trainer.cli import parser
+
+    sub = next(a for a in parser()._actions if a.dest == "command").choices
+
+    def options(name: str) -> set[str]:
+        return {o for a in sub[name]._actions for o in a.option_strings}
+
+    teacher = {"--teacher", "--teacher-weight", "--temperature"}
+    teacher |= {"--teacher-tta", "--no-teacher-tta"}
+    assert options("distill") == options("train") | teacher
