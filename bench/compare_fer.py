@@ -117,8 +117,8 @@ def compare_accuracy(data: Path, model_dir: Path) -> None:
             )
 
 
-def compare_speed(model_dir: Path, sets: list[str], seconds: float) -> None:
-    analyzer = make_analyzer(model_dir)
+def compare_speed(model_dir: Path, sets: list[str], seconds: float, threads: int = 0) -> None:
+    analyzer = make_analyzer(model_dir, threads=threads)
     lib = FerLibrary(True)
     print(f"\n{'set':8} {'library':8} {'images/s':>9} {'faces/image':>11} {'ours/fer':>8}")
     for name in sets:
@@ -152,6 +152,13 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="per image set and library")
     p.add_argument("--sets", default="single,multi,phone,crops")
     p.add_argument("--skip", choices=("accuracy", "speed"), help="run only the other half")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="OpenVINO threads for ours (0: one worker's share, as served; fer's OpenCV "
+        "uses every core)",
+    )
     args = p.parse_args()
     try:
         import fer  # noqa: F401
@@ -164,7 +171,7 @@ def main() -> None:
     if args.skip != "accuracy":
         compare_accuracy(args.shared / "data" / "fer2013", model_dir)
     if args.skip != "speed":
-        compare_speed(model_dir, args.sets.split(","), args.seconds)
+        compare_speed(model_dir, args.sets.split(","), args.seconds, args.threads)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ def make_analyzer(
     decode_max_side=None,
     runtime: str | None = None,
     threads: int = 0,
+    detector: str | None = None,
 ):
     """The service's own Analyzer with the real model and detector, loaded and warm, and
     the service's settings (FER_* variables) unless told otherwise."""
@@ -49,15 +50,25 @@ def make_analyzer(
     if not model.ready:
         raise SystemExit(f"model did not load: {model.error}")
     yunet = str(YUNET) if YUNET.is_file() else ""
-    detector = make_detector(
-        settings.detector,
+    found = make_detector(
+        detector or settings.detector,
         yunet,
         0.0,
         settings.detect_max_side,
         threads or settings.threads_per_worker(),
     )
     side = settings.decode_max_side if decode_max_side is None else decode_max_side
-    return Analyzer(ModelSlot.fixed(model), detector, settings.max_pixels, None, side)
+    return Analyzer(ModelSlot.fixed(model), found, settings.max_pixels, None, side)
+
+
+def one_thread() -> None:
+    """TensorFlow's and OpenCV's thread pools down to one thread (before TensorFlow starts)."""
+    import cv2
+    import tensorflow as tf
+
+    cv2.setNumThreads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 def measure(analyzer, bodies: list[bytes], detect: bool, seconds: float) -> dict:
@@ -104,25 +115,38 @@ def main() -> None:
     p.add_argument(
         "--runtime",
         action="append",
-        choices=["auto", "openvino", "tensorflow"],
-        help="repeat it to compare runtimes side by side (default: FER_RUNTIME's)",
+        metavar="RUNTIME[:DETECTOR]",
+        help="auto, openvino or tensorflow, optionally with a FER_DETECTOR value "
+        "(tensorflow:yunet-opencv is the service before OpenVINO); repeat it to compare "
+        "side by side (default: FER_RUNTIME's and FER_DETECTOR's)",
     )
     p.add_argument("--threads", type=int, default=0, help="OpenVINO threads (0: the service's)")
+    p.add_argument(
+        "--one-thread",
+        action="store_true",
+        help="TensorFlow and OpenCV on one thread too (they use every core by default)",
+    )
     args = p.parse_args()
+    if args.one_thread:
+        one_thread()
     dirs = args.model_dir or [ROOT / "models" / "emotion"]
+    variants = [(v.split(":") + [None])[:2] for v in args.runtime or [""]]
     analyzers = [
-        make_analyzer(d, not args.no_tta, args.decode_max_side, rt, args.threads)
+        (
+            make_analyzer(d, not args.no_tta, args.decode_max_side, rt or None, args.threads, det),
+            det,
+        )
         for d in dirs
-        for rt in args.runtime or [None]
+        for rt, det in variants
     ]
     cols = ("images_per_s", "faces_per_image", *[f"{s}_ms" for s in (*STAGES, "total")], "p50_ms")
-    print(f"{'set':8} {'model':>22} " + " ".join(f"{c:>15}" for c in cols))
+    print(f"{'set':8} {'model':>36} " + " ".join(f"{c:>15}" for c in cols))
     for name in args.sets.split(","):
-        for analyzer in analyzers:
+        for analyzer, det in analyzers:
             r = measure(analyzer, SETS[name](), detect=name != "crops", seconds=args.seconds)
             m = analyzer.models.current()
-            label = f"v{m.version} {m.runtime} {m.precision}"
-            print(f"{name:8} {label:>22} " + " ".join(f"{r[c]:>15}" for c in cols), flush=True)
+            label = f"v{m.version} {m.runtime} {m.precision}" + (f" {det}" if det else "")
+            print(f"{name:8} {label:>36} " + " ".join(f"{r[c]:>15}" for c in cols), flush=True)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,12 @@ the ratios compare like with like on a noisy machine.
     python -m bench.serve --configs 2x4:batch,2x4:nobatch --concurrency 1,16,64
     python -m bench.serve --soak 20000                 # memory over 20,000 requests
 
-A configuration is WORKERSxTHREADS[:batch][:notta][:gthread]: WORKERSx1 runs gunicorn's
-sync workers (one request per worker at a time) unless :gthread says otherwise, more
-threads the gthread class; batch turns dynamic batching on (gthread only).
+A configuration is WORKERSxTHREADS[:batch][:notta][:gthread][:tf][:ovN]: WORKERSx1 runs
+gunicorn's sync workers (one request per worker at a time) unless :gthread says otherwise,
+more threads the gthread class; batch turns dynamic batching on (gthread only); tf serves
+with FER_RUNTIME=tensorflow (default: the service's auto, OpenVINO on a CPU); ovN gives
+each worker N OpenVINO threads (default: the cores / workers). The time from starting
+gunicorn until every worker has loaded and warmed its model is printed per configuration.
 """
 
 from __future__ import annotations
@@ -41,7 +44,10 @@ def rss_mb(pid: int) -> float:
 def parse_config(text: str) -> dict:
     parts = text.split(":")
     workers, threads = (int(x) for x in parts[0].split("x"))
+    ov = [int(p[2:]) for p in parts[1:] if p.startswith("ov") and p[2:].isdigit()]
     return {
+        "runtime": "tensorflow" if "tf" in parts[1:] else "auto",
+        "inference_threads": ov[0] if ov else 0,
         "workers": workers,
         "threads": threads,
         "batch": "batch" in parts[1:],
@@ -59,12 +65,16 @@ def serving(cfg: dict):
         "FER_FLIP_TTA": str(cfg["tta"]).lower(),
         "FER_WORKER_CLASS": cfg["worker_class"],
         "FER_RELOAD_SECONDS": "0",  # no version checks while measuring
+        "FER_RUNTIME": cfg["runtime"],
+        "FER_INFERENCE_THREADS": str(cfg["inference_threads"]),
     }
+    t0 = time.monotonic()
     with (
         tempfile.TemporaryDirectory() as tmp,
         # JSON logs as deployed: serve() reads them to wait until every worker is warm.
         serve(Path(tmp), workers=cfg["workers"], threads=cfg["threads"], **env) as (url, proc, _),
     ):
+        print(f"{cfg['name']}: every worker ready {time.monotonic() - t0:.1f} s after start")
         yield url, proc
 
 
@@ -148,7 +158,10 @@ def main() -> None:
         levels = [1, *levels]  # the in-process comparison runs beside concurrency 1
     head = f"{'config':16} {'conc':>4} {'req/s':>7} {'x inproc':>8} {'p50':>7} {'p95':>7} "
     for cfg in configs:
-        analyzer = make_analyzer(flip_tta=cfg["tta"])
+        runtime = None if cfg["runtime"] == "auto" else cfg["runtime"]
+        analyzer = make_analyzer(
+            flip_tta=cfg["tta"], runtime=runtime, threads=cfg["inference_threads"]
+        )
         rows, base = run_config(cfg, analyzer, bodies, levels, args.seconds, path)
         del analyzer
         gc.collect()

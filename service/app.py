@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from flask import Flask
 
@@ -66,6 +67,7 @@ def create_app(
                 settings.precision,
                 settings.threads_per_worker(),
                 settings.flip_tta,
+                Path(settings.cache_dir) if settings.cache_dir else None,
             ),
             settings.reload_seconds,
         )

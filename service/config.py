@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -75,6 +76,12 @@ class Settings:
     inference_threads: int = field(
         default=0,
         metadata={"doc": "OpenVINO threads per worker; 0 = the CPU's cores / FER_WORKERS"},
+    )
+    cache_dir: str = field(
+        default=str(Path(tempfile.gettempdir()) / "fer-openvino-cache"),
+        metadata={
+            "doc": "OpenVINO's converted and compiled models, for faster starts; empty = off"
+        },
     )
     flip_tta: bool = field(
         default=True, metadata={"doc": "average each face with its mirror image"}

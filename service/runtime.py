@@ -59,7 +59,11 @@ def choose(runtime: str) -> str:
 
 
 def classifier_factory(
-    runtime: str = "auto", precision: str = "auto", threads: int = 0, flip_tta: bool = True
+    runtime: str = "auto",
+    precision: str = "auto",
+    threads: int = 0,
+    flip_tta: bool = True,
+    cache_dir: Path | None = None,
 ) -> Callable[[Path], VersionClassifier]:
     """A function from a model folder to an unloaded classifier of the chosen runtime."""
     chosen = choose(runtime)
@@ -73,7 +77,7 @@ def classifier_factory(
         return lambda folder: TensorFlowClassifier(folder, flip_tta=flip_tta)
     from service.openvino_runtime import OpenVINOClassifier
 
-    return lambda folder: OpenVINOClassifier(folder, flip_tta, precision, threads)
+    return lambda folder: OpenVINOClassifier(folder, flip_tta, precision, threads, cache_dir)
 
 
 def make_classifier(
@@ -82,8 +86,9 @@ def make_classifier(
     precision: str = "auto",
     threads: int = 0,
     flip_tta: bool = True,
+    cache_dir: Path | None = None,
 ) -> VersionClassifier:
     """A loaded classifier (benchmarks, tests, scripts); check ``.ready`` / ``.error``."""
-    model = classifier_factory(runtime, precision, threads, flip_tta)(Path(model_dir))
+    model = classifier_factory(runtime, precision, threads, flip_tta, cache_dir)(Path(model_dir))
     model.load()
     return model

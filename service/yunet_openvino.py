@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -37,19 +36,13 @@ class YuNetOpenVINODetector:
         threads: int = 0,
         precision: str = "f32",
     ):
-        from service.openvino_runtime import core
+        from service.openvino_runtime import core, cpu_config
 
         if not Path(model_path).is_file():
             raise FileNotFoundError(f"YuNet model {model_path} does not exist")
         self.score, self.max_side = score, max_side
         model = _rgb_uint8_input(core().read_model(str(model_path)))
-        config: dict[str, Any] = {
-            "INFERENCE_PRECISION_HINT": precision,
-            "PERFORMANCE_HINT": "LATENCY",
-        }
-        if threads > 0:
-            config["INFERENCE_NUM_THREADS"] = threads
-        self._compiled = core().compile_model(model, "CPU", config)
+        self._compiled = core().compile_model(model, "CPU", cpu_config(precision, threads))
         # Output index by tensor name (compilation may put another alias first).
         wanted = [f"{k}_{s}" for k in ("cls", "obj", "bbox") for s in STRIDES]
         outputs = self._compiled.outputs

@@ -74,6 +74,39 @@ def test_runtimes_agree_on_the_same_version(tiny_model, faces):
     assert ov_f32.predict(faces[:0]).shape == (0, 7)
 
 
+def test_a_converted_version_is_cached_and_read_back(tiny_model, faces, tmp_path):
+    cache = tmp_path / "cache"
+    first = make_classifier(tiny_model, "openvino", "f32", threads=1, cache_dir=cache)
+    entries = list((cache / "converted").iterdir())
+    assert first.ready and len(entries) == 1 and (entries[0] / "model.xml").is_file()
+    xml_time = (entries[0] / "model.xml").stat().st_mtime_ns
+    again = make_classifier(tiny_model, "openvino", "f32", threads=1, cache_dir=cache)
+    assert again.ready and (entries[0] / "model.xml").stat().st_mtime_ns == xml_time
+    np.testing.assert_allclose(again.predict(faces), first.predict(faces), atol=1e-6)
+    # A damaged entry costs a conversion, not the version.
+    (entries[0] / "model.xml").write_text("<not a model")
+    damaged = make_classifier(tiny_model, "openvino", "f32", threads=1, cache_dir=cache)
+    assert damaged.ready, damaged.error
+    np.testing.assert_allclose(damaged.predict(faces), first.predict(faces), atol=1e-6)
+    assert (entries[0] / "model.xml").read_text().startswith("<?xml")  # and it is mended
+    # Another version's files: another entry.
+    other = copy_tree(tiny_model, tmp_path / "2")
+    (other / "labels.json").touch()
+    assert make_classifier(other, "openvino", cache_dir=cache).ready
+    assert len(list((cache / "converted").iterdir())) == 2
+
+
+def test_openvino_pins_no_core(tiny_model, yunet_path):
+    # Pinned, every gunicorn worker's inference thread went to core 0: half the throughput.
+    from service.yunet_openvino import YuNetOpenVINODetector
+
+    model = make_classifier(tiny_model, "openvino", threads=1)
+    detector = YuNetOpenVINODetector(yunet_path, threads=1)
+    for compiled in (model._compiled, detector._compiled):
+        assert compiled.get_property("ENABLE_CPU_PINNING") is False
+        assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
+
+
 def test_openvino_answers_threads_at_once_as_it_answers_one(tiny_model, faces):
     model = make_classifier(tiny_model, "openvino", "f32", threads=1)
     expected = [model.predict(faces[i : i + 3]) for i in range(0, 24, 3)]

@@ -1,0 +1,109 @@
+"""Runtimes side by side on one model version: milliseconds per call, and whether they
+give the answers ``python -m trainer evaluate`` gives.
+
+    python -m bench.runtimes [--model-dir models/emotion/6] [--split test] [--calls 200]
+
+Speed: median ms of one classifier call on a face and its mirror (what the service does
+for a one-face photo), alternating between the runtimes in rounds, one thread each
+(TensorFlow's intra- and inter-op pools set to 1). Agreement: every runtime classifies
+the FER+ split (default PrivateTest) with flip TTA; the reference is the trainer's own
+evaluation path (the SavedModel signature in TensorFlow, trainer.evaluate). Printed: each
+runtime's accuracy and macro F1, the largest absolute difference of any probability
+from the reference, and how many images changed their top class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.images import SHARED
+from bench.server import ROOT
+
+RUNTIMES = (("tensorflow", "f32"), ("openvino", "f32"), ("openvino", "bf16"))
+
+
+def load(model_dir: Path) -> dict:
+    from service.runtime import make_classifier
+
+    models = {}
+    for runtime, precision in RUNTIMES:
+        m = make_classifier(model_dir, runtime, precision, threads=1, flip_tta=True)
+        if not m.ready:
+            raise SystemExit(f"{runtime} {precision}: {m.error}")
+        models[f"{runtime} {precision}"] = m
+    return models
+
+
+def speed(models: dict, calls: int, rounds: int = 10) -> dict[str, float]:
+    """Median ms per call on one face (+ its mirror), alternating in ``rounds``."""
+    face = np.random.default_rng(0).integers(0, 256, (1, 96, 96, 3), dtype=np.uint8)
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(rounds):
+        for name, m in models.items():
+            for _ in range(calls // rounds):
+                t = time.perf_counter()
+                m.predict(face)
+                times[name].append((time.perf_counter() - t) * 1000)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def agreement(models: dict, model_dir: Path, data: Path, split: str) -> None:
+    from trainer.evaluate import load_exported, metrics
+    from trainer.workflow import evaluation_set
+
+    ref = load_exported(model_dir)
+    es = evaluation_set(
+        data,
+        int(ref.metadata["input"]["shape"][1]),
+        labels=data / "ferplus.csv",
+        label_column="ferplus_label",
+        split=split,
+    )
+    want = ref.predict(es.images, flip_tta=True)
+    rows = {"trainer evaluate (TensorFlow)": want}
+    for name, m in models.items():
+        rows[name] = np.concatenate(
+            [m.predict(es.images[i : i + 64]) for i in range(0, len(es.images), 64)]
+        )
+    print(f"\n{len(es.y)} images, flip TTA")
+    print(f"{'runtime':32} {'accuracy':>8} {'macro F1':>8} {'max |dp|':>9} {'top changed':>11}")
+    for name, probs in rows.items():
+        r = metrics(es.y, probs, es.classes)
+        changed = int((probs.argmax(1) != want.argmax(1)).sum())
+        diff = float(np.abs(probs - want).max())
+        print(f"{name:32} {r['accuracy']:>8.4f} {r['macro_f1']:>8.4f} {diff:>9.5f} {changed:>11}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model-dir", type=Path, default=ROOT / "models" / "emotion" / "6")
+    p.add_argument("--data", type=Path, default=SHARED / "data" / "fer2013")
+    p.add_argument("--split", choices=["val", "test"], default="test")
+    p.add_argument("--calls", type=int, default=200, help="per runtime, for the speed")
+    p.add_argument("--skip", choices=("speed", "agreement"), help="run only the other half")
+    args = p.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    # One thread each, as one worker of two on two cores gets.
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    models = load(args.model_dir)
+    if args.skip != "speed":
+        ms = speed(models, args.calls)
+        base = ms["tensorflow f32"]
+        print(f"{args.model_dir}: ms per call (a face and its mirror), one thread, median")
+        for name, v in ms.items():
+            print(f"  {name:18} {v:7.2f} ms  ({base / v:.1f}x TensorFlow)")
+    if args.skip != "agreement":
+        agreement(models, args.model_dir, args.data, args.split)
+
+
+if __name__ == "__main__":
+    main()
