@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 _ROOT = Path(__file__).resolve().parent.parent
+RUNTIMES = ("auto", "openvino", "tensorflow")  # service/runtime.py says what each means
+PRECISIONS = ("auto", "bf16", "f32")
 
 
 class SettingsError(ValueError):
@@ -119,10 +121,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Refuse a misspelt choice at start, in the gunicorn master, not in every worker.
-        choices = {
-            "runtime": ("auto", "openvino", "tensorflow"),
-            "precision": ("auto", "bf16", "f32"),
-        }
+        choices = {"runtime": RUNTIMES, "precision": PRECISIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise SettingsError(

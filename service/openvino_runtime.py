@@ -68,6 +68,21 @@ def cpu_config(precision: str, threads: int) -> dict[str, Any]:
     return config
 
 
+class ThreadRequests:
+    """Infer requests of one compiled model, one per thread: a request serves one call at
+    a time, and gthread workers and the batching collector call from several threads."""
+
+    def __init__(self, compiled: Any):
+        self.compiled = compiled
+        self._local = threading.local()
+
+    def get(self) -> Any:
+        req = getattr(self._local, "request", None)
+        if req is None:
+            req = self._local.request = self.compiled.create_infer_request()
+        return req
+
+
 class OpenVINOClassifier(VersionClassifier):
     """A SavedModel converted and compiled by OpenVINO for the CPU."""
 
@@ -86,10 +101,7 @@ class OpenVINOClassifier(VersionClassifier):
         self.device = "CPU"
         self._precision_setting, self.threads = precision, threads
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self._compiled: Any = None
-        # An infer request serves one call at a time: one per thread (gthread workers and
-        # the batching collector call predict from several threads).
-        self._local = threading.local()
+        self._requests: ThreadRequests | None = None
 
     def _open(self, folder: Path, meta: dict) -> None:
         if meta.get("signature", "serving_default") != "serving_default":
@@ -102,12 +114,11 @@ class OpenVINOClassifier(VersionClassifier):
             # OpenVINO's own cache of compiled models, keyed by model and options.
             config["CACHE_DIR"] = str(self.cache_dir / "compiled")
         model = read_version(folder, self.cache_dir)
-        self._compiled = core().compile_model(model, "CPU", config)
+        self._requests = ThreadRequests(core().compile_model(model, "CPU", config))
 
     def _call(self, x: np.ndarray) -> np.ndarray:
-        req = getattr(self._local, "request", None)
-        if req is None:
-            req = self._local.request = self._compiled.create_infer_request()
+        assert self._requests is not None, "called before load"
+        req = self._requests.get()
         req.infer([x])
         # Copy: the output tensor's memory is reused by this request's next call.
         return np.array(req.get_output_tensor(0).data, np.float32)

@@ -15,10 +15,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from service.config import PRECISIONS, RUNTIMES
 from service.model import VersionClassifier
 
-RUNTIMES = ("auto", "openvino", "tensorflow")
-PRECISIONS = ("auto", "bf16", "f32")
+__all__ = ["PRECISIONS", "RUNTIMES", "RuntimeUnavailable", "classifier_factory", "make_classifier"]
 
 
 class RuntimeUnavailable(RuntimeError):

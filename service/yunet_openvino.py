@@ -9,7 +9,6 @@ them), and with them its measured recall and precision.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import cv2
@@ -36,27 +35,21 @@ class YuNetOpenVINODetector:
         threads: int = 0,
         precision: str = "f32",
     ):
-        from service.openvino_runtime import core, cpu_config
+        from service.openvino_runtime import ThreadRequests, core, cpu_config
 
         if not Path(model_path).is_file():
             raise FileNotFoundError(f"YuNet model {model_path} does not exist")
         self.score, self.max_side = score, max_side
         model = _rgb_uint8_input(core().read_model(str(model_path)))
-        self._compiled = core().compile_model(model, "CPU", cpu_config(precision, threads))
+        compiled = core().compile_model(model, "CPU", cpu_config(precision, threads))
+        self._requests = ThreadRequests(compiled)
         # Output index by tensor name (compilation may put another alias first).
         wanted = [f"{k}_{s}" for k in ("cls", "obj", "bbox") for s in STRIDES]
-        outputs = self._compiled.outputs
+        outputs = compiled.outputs
         self._outputs = {
             n: next(i for i, o in enumerate(outputs) if n in o.get_names()) for n in wanted
         }
-        self._local = threading.local()  # an infer request serves one call at a time
         self.detect(np.zeros((64, 64, 3), np.uint8))  # fail at start-up, and warm up
-
-    def _request(self):
-        req = getattr(self._local, "request", None)
-        if req is None:
-            req = self._local.request = self._compiled.create_infer_request()
-        return req
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         small, scale = downscale(rgb, self.max_side)
@@ -64,7 +57,7 @@ class YuNetOpenVINODetector:
         ph, pw = -(-h // DIVISOR) * DIVISOR, -(-w // DIVISOR) * DIVISOR
         # Zero padding right and bottom, as OpenCV pads.
         padded = cv2.copyMakeBorder(small, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=0)
-        req = self._request()
+        req = self._requests.get()
         req.infer([padded[None]])
         out = {n: req.get_output_tensor(i).data for n, i in self._outputs.items()}
         boxes, scores = decode(out, pw, ph, self.score)
