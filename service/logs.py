@@ -26,3 +26,6 @@ def configure(level: str = "INFO", json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The service's own level too, so that its lines do not depend on the root logger's:
+    # OpenVINO's model conversion sets the root level to ERROR while it runs.
+    logging.getLogger("service").setLevel(level.upper())

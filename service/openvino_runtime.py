@@ -132,10 +132,8 @@ def read_version(folder: Path, cache_dir: Path | None) -> Any:
     shorter. The cache is keyed by the version's files and OpenVINO's version; a worker
     writes an entry whole and renames it into place, so the others never read half of one.
     """
-    import openvino as ov
-
     if cache_dir is None:
-        return ov.convert_model(str(folder))
+        return convert(folder)
     entry = cache_dir / "converted" / _key(folder)
     xml = entry / "model.xml"
     if xml.is_file():
@@ -146,9 +144,27 @@ def read_version(folder: Path, cache_dir: Path | None) -> Any:
                 "model cache entry unreadable", extra={"entry": str(entry), "error": str(e)}
             )
             shutil.rmtree(entry, ignore_errors=True)  # written again below
-    model = ov.convert_model(str(folder))
+    model = convert(folder)
     _store(model, entry)
     return model
+
+
+def convert(folder: Path) -> Any:
+    """``ov.convert_model`` that leaves the root logger as it found it.
+
+    OpenVINO 2026.4's convert_model sets the root logger's level to ERROR and puts it
+    back only when the conversion succeeds: after one broken version, every INFO line of
+    the process (model version live, each request) was lost.
+    """
+    import openvino as ov
+
+    root = logging.getLogger()
+    level, filters, handlers = root.level, list(root.filters), list(root.handlers)
+    try:
+        return ov.convert_model(str(folder))
+    finally:
+        root.setLevel(level)
+        root.filters[:], root.handlers[:] = filters, handlers
 
 
 def _key(folder: Path) -> str:

@@ -137,6 +137,19 @@ def test_openvino_refuses_a_broken_version_with_the_reason(tiny_model, tmp_path)
     assert not refused.ready and "serving_default" in (refused.error or "")
 
 
+def test_a_version_openvino_cannot_convert_leaves_logging_as_it_was(tiny_model, tmp_path):
+    # OpenVINO sets the root logger to ERROR while converting and, on failure, left it so:
+    # every INFO line after one broken version was lost.
+    import logging
+
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers), list(root.filters))
+    bad = copy_tree(tiny_model, tmp_path / "9")
+    (bad / "variables" / "variables.data-00000-of-00001").write_bytes(b"\x00" * 64)
+    assert not make_classifier(bad, "openvino", cache_dir=None).ready
+    assert (root.level, list(root.handlers), list(root.filters)) == before
+
+
 # The whole service, on OpenVINO, in a process where importing TensorFlow fails.
 NO_TF = """
 import sys
