@@ -51,9 +51,17 @@ def downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
 
 def to_faces(boxes: np.ndarray, scores: np.ndarray, scale: float, w: int, h: int) -> list[Face]:
-    """Boxes [x, y, w, h] found at ``scale`` mapped back and clipped to a ``w`` x ``h`` image."""
+    """Boxes [x, y, w, h] found at ``scale`` mapped back and clipped to a ``w`` x ``h`` image.
+
+    Boxes with a non-finite coordinate or score are dropped: a detector's decoding can
+    overflow on degenerate inputs (an image one pixel high and thousands wide gave an
+    infinite box), and no face lies there.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4) / scale
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
     faces = []
-    for (bx, by, bw, bh), s in zip(boxes / scale, scores, strict=True):
+    for (bx, by, bw, bh), s in zip(boxes[finite], scores[finite], strict=True):
         x0, y0 = max(0, int(round(bx))), max(0, int(round(by)))
         x1, y1 = min(w, int(round(bx + bw))), min(h, int(round(by + bh)))
         if x1 - x0 >= 1 and y1 - y0 >= 1:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from service.errors import InvalidOptions
@@ -13,17 +16,48 @@ MAX_FACES_LIMIT = 100
 TRUE, FALSE = {True, "true", "True"}, {False, "false", "False"}
 
 
+_DIGITS = re.compile(r"[+-]?[0-9]{1,100}")
+
+
+class WholeNumber(fields.Integer):
+    """An integer option: a JSON integer (or a number with no fraction, such as 2.0) or
+    ASCII digits in a query string or form. marshmallow's Integer would truncate 1.5 to
+    1 and read a boolean or fullwidth digits as a number; a user who sent those meant
+    something else and should be told."""
+
+    def _validated(self, value):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        if isinstance(value, str) and not _DIGITS.fullmatch(value.strip()):
+            raise self.make_error("invalid")
+        if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class Flag(fields.Boolean):
+    """A boolean option: JSON true/false or "true"/"false". Numbers are refused (marshmallow
+    would take 1 and 0.0 for booleans, since 1 == True in Python's sets)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class PredictOptionsSchema(Schema):
     """Options of /predict and /predict/batch, from the query string, form or JSON body."""
 
     class Meta:
         unknown = RAISE
 
-    max_faces = fields.Integer(load_default=None, validate=validate.Range(1, MAX_FACES_LIMIT))
-    min_face_size = fields.Integer(load_default=0, validate=validate.Range(0, 10_000))
-    detect = fields.Boolean(load_default=True, truthy=TRUE, falsy=FALSE)
-    top_k = fields.Integer(load_default=3, validate=validate.Range(1, 100))
-    annotate = fields.Boolean(load_default=False, truthy=TRUE, falsy=FALSE)
+    max_faces = WholeNumber(
+        load_default=None, allow_none=False, validate=validate.Range(1, MAX_FACES_LIMIT)
+    )
+    min_face_size = WholeNumber(load_default=0, validate=validate.Range(0, 10_000))
+    detect = Flag(load_default=True, truthy=TRUE, falsy=FALSE)
+    top_k = WholeNumber(load_default=3, validate=validate.Range(1, 100))
+    annotate = Flag(load_default=False, truthy=TRUE, falsy=FALSE)
 
 
 predict_options = PredictOptionsSchema()
@@ -32,18 +66,21 @@ predict_options = PredictOptionsSchema()
 def parse_options(sources: list[dict], default_max_faces: int) -> Options:
     """Validated Options from the query string and the body (the body wins where both set
     an option; each must be valid on its own), or InvalidOptions (422) naming the fields."""
+    data = _load(predict_options, sources)
+    if data["max_faces"] is None:
+        data["max_faces"] = default_max_faces
+    return Options(**data)
+
+
+def _load(schema: Schema, sources: list[dict]) -> dict:
+    """Each source must be valid on its own (one 422 names the bad fields of all of them);
+    then they are merged, later sources winning."""
     errors: dict = {}
     for raw in sources:
         try:
-            predict_options.load(raw)
+            schema.load(raw)
         except ValidationError as e:
             errors.update(e.normalized_messages())
     if errors:
         raise InvalidOptions("invalid options", fields=errors)
-    merged: dict = {}
-    for raw in sources:
-        merged.update(raw)
-    data = predict_options.load(merged)
-    if data["max_faces"] is None:
-        data["max_faces"] = default_max_faces
-    return Options(**data)
+    return schema.load({k: v for raw in sources for k, v in raw.items()})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 
 from flask import Request
 from werkzeug.datastructures import FileStorage
@@ -32,6 +33,7 @@ def read_one(request: Request) -> tuple[bytes, list[dict]]:
     ctype = request.mimetype or ""
     opts = query_options(request)
     if ctype == "multipart/form-data":
+        form = _form_options(request)
         files = request.files.getlist(IMAGE_FIELD)
         if not files:
             raise BadRequest(
@@ -39,11 +41,11 @@ def read_one(request: Request) -> tuple[bytes, list[dict]]:
                 fields={IMAGE_FIELD: ["missing"]},
             )
         data = _single(files, IMAGE_FIELD).read()
-        return data, [opts, _form_options(request)]
+        return data, [opts, form]
     if ctype == "application/json":
-        body = request.get_json(silent=True)
+        body = parse_json(request.get_data(cache=False))
         if not isinstance(body, dict):
-            raise BadRequest("the body is not a JSON object")
+            raise BadRequest(f"the JSON body is {_json_type(body)}, not an object")
         body = dict(body)
         if IMAGE_FIELD not in body:
             raise BadRequest(
@@ -66,6 +68,7 @@ def read_many(request: Request, limit: int) -> tuple[list[tuple[str, bytes]], li
             "/predict/batch takes multipart/form-data with one or "
             "more 'image' (or 'images') file fields"
         )
+    opts = [query_options(request), _form_options(request)]
     files: list[FileStorage] = [f for _, f in request.files.items(multi=True)]
     if not files:
         raise BadRequest("the request has no files", fields={IMAGE_FIELD: ["missing"]})
@@ -74,11 +77,60 @@ def read_many(request: Request, limit: int) -> tuple[list[tuple[str, bytes]], li
             f"{len(files)} images in one batch; the limit is {limit}",
             fields={IMAGE_FIELD: [f"at most {limit}"]},
         )
-    opts = [query_options(request), _form_options(request)]
     return [(f.filename or "", f.read()) for f in files], opts
 
 
+# Integers longer than this stay out of int(): Python refuses to convert more than 4,300
+# digits (ValueError), and no option needs more than a few. As a float such a number is
+# out of every option's range, or +-inf past 308 digits, which the option schema rejects
+# by the option's name ("Number too large").
+_MAX_INT_DIGITS = 100
+
+
+def _parse_int(digits: str) -> int | float:
+    return int(digits) if len(digits) <= _MAX_INT_DIGITS else float(digits)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_json(data: bytes):
+    """A request body as JSON (RFC 8259: no NaN or Infinity), or BadRequest saying why not.
+
+    Parsed here rather than with ``request.get_json`` so that each way a body can fail
+    gets its own message instead of one "not a JSON object": bad UTF-8, a syntax error
+    and where it is, nesting too deep for the parser (RecursionError, which would
+    otherwise be a 500).
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"the JSON body is not UTF-8: {e.reason} at byte {e.start}") from None
+    try:
+        return json.loads(text, parse_int=_parse_int, parse_constant=_reject_constant)
+    except RecursionError:
+        raise BadRequest("the JSON body is nested too deeply") from None
+    except json.JSONDecodeError as e:
+        raise BadRequest(
+            f"the body is not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})"
+        ) from None
+    except ValueError as e:  # NaN / Infinity
+        raise BadRequest(f"the body is not valid JSON: {e}") from None
+
+
+def _json_type(value) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
 def _form_options(request: Request) -> dict:
+    if IMAGE_FIELD in request.form:
+        raise BadRequest(
+            f"the multipart field {IMAGE_FIELD!r} came as text: send the image as a file "
+            "(a part with a filename, as curl -F 'image=@photo.jpg' does)",
+            fields={IMAGE_FIELD: ["not a file"]},
+        )
     return {k: _single(request.form.getlist(k), k) for k in request.form}
 
 

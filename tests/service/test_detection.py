@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from service.blazeface import BlazeFaceDetector
-from service.detection import Face, YuNetDetector, make_detector
+from service.detection import Face, YuNetDetector, make_detector, to_faces
 from service.yunet_openvino import YuNetOpenVINODetector
 from tests.conftest import SHARED
 
@@ -84,3 +84,13 @@ def test_factory_prefers_yunet_when_configured(yunet_path):
         make_detector("yunet", "", 0.7, 640)
     with pytest.raises(FileNotFoundError):
         make_detector("yunet", "/nonexistent.onnx", 0.7, 640)
+
+
+def test_boxes_with_non_finite_values_are_dropped():
+    # A detector's decoding overflowed on an image 1 pixel high and 40,000 wide: the
+    # infinite box reached int() and the request was a 500 (issue 17).
+    boxes = np.array(
+        [[10, 10, 20, 20], [np.inf, 0, 5, 5], [0, np.nan, 5, 5], [1e300, 1e300, 9, 9], [0, 0, 4, 4]]
+    )
+    scores = np.array([0.9, 0.9, 0.9, 0.9, np.inf])
+    assert to_faces(boxes, scores, 0.5, 100, 100) == [Face(20, 20, 40, 40, 0.9)]
