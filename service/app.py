@@ -85,9 +85,13 @@ def create_app(
     )
     hooks.register(app)
     register_error_handlers(app)
+    from service.inference_v2 import bp as v2
     from service.routes import bp
+    from service.video.routes import bp as video
     from service.web import bp as web
 
     app.register_blueprint(bp)
     app.register_blueprint(web)
+    app.register_blueprint(video)  # /predict/video
+    app.register_blueprint(v2)  # the Open Inference Protocol (/v2)
     return app

@@ -65,6 +65,9 @@ class Settings:
     max_batch_images: int = field(
         default=16, metadata={"doc": "most images in one /predict/batch request"}
     )
+    max_infer_faces: int = field(
+        default=64, metadata={"doc": "most face crops in one v2 infer request to the classifier"}
+    )
     runtime: str = field(
         default="auto",
         metadata={
@@ -105,6 +108,20 @@ class Settings:
     )
     api_key: str = field(
         default="", metadata={"doc": "when set, /predict* need it in the X-API-Key header"}
+    )
+    video_max_upload_mb: float = field(
+        default=100.0, metadata={"doc": "largest /predict/video upload, MB"}
+    )
+    video_max_seconds: float = field(
+        default=120.0,  # measured to finish well inside FER_TIMEOUT (README, "Video")
+        metadata={"doc": "longest stretch of video one request analyses, s; longer: a window"},
+    )
+    video_max_frames: int = field(
+        default=480, metadata={"doc": "most video frames one request analyses"}
+    )
+    video_tmp_dir: str = field(
+        default="",
+        metadata={"doc": "video uploads while analysed; one folder per worker, emptied at start"},
     )
     workers: int = field(default=2, metadata={"doc": "gunicorn worker processes"})
     threads: int = field(default=4, metadata={"doc": "threads per gunicorn worker"})

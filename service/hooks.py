@@ -11,7 +11,7 @@ import uuid
 from flask import Flask, current_app, g, request
 
 from service import metrics
-from service.errors import Unauthorized
+from service.errors import V2_PREFIX, Unauthorized
 
 log = logging.getLogger("service.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -35,10 +35,16 @@ def _start() -> None:
 
 def _check_api_key() -> None:
     key = app_key()
-    if key and request.path.startswith(PROTECTED):
+    if key and _protected(request.path):
         given = request.headers.get("X-API-Key", "")
         if not hmac.compare_digest(given.encode(), key.encode()):
             raise Unauthorized("missing or wrong X-API-Key header")
+
+
+def _protected(path: str) -> bool:
+    """/predict* and the Open Inference Protocol's inference endpoints need the key."""
+    v2_infer = path.startswith(V2_PREFIX + "/") and path.endswith("/infer")
+    return path.startswith(PROTECTED) or v2_infer
 
 
 def app_key() -> str:
@@ -60,6 +66,8 @@ def _finish(resp):
         err = (resp.get_json(silent=True) or {}).get("error")
         if isinstance(err, dict):
             metrics.ERRORS.labels(err.get("code", "error")).inc()
+        elif "error_code" in g:  # the Open Inference Protocol's {"error": "<message>"}
+            metrics.ERRORS.labels(g.error_code).inc()
     if endpoint not in ("/metrics", "/health"):
         log.info(
             "request",

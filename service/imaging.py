@@ -100,8 +100,12 @@ def decode(data: bytes, max_pixels: int, max_side: int = 0) -> Decoded:
     if oriented.size != im.size:  # rotated a quarter turn by its EXIF orientation
         full = (full[1], full[0])
     rgb = _to_rgb(oriented)
-    gray = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.uint8)
-    return Decoded(rgb, gray, "JPEG" if fmt == "MPO" else fmt, scale, full)
+    return Decoded(rgb, to_gray(rgb), "JPEG" if fmt == "MPO" else fmt, scale, full)
+
+
+def to_gray(rgb: np.ndarray) -> np.ndarray:
+    """The gray image the classifier sees: Pillow's "L" conversion, as in the trainer."""
+    return np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.uint8)
 
 
 def _short(e: Exception) -> str:

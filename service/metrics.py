@@ -68,6 +68,19 @@ MODEL_READY = Gauge(
     "fer_model_ready", "1 when the worker's model is loaded and warm", multiprocess_mode="livemin"
 )
 
+VIDEO_FRAMES = Counter("fer_video_frames_analysed_total", "video frames analysed")
+VIDEO_SECONDS = Histogram(
+    "fer_video_duration_seconds",
+    "length of the part of each video analysed (its window), s",
+    buckets=(1, 5, 10, 30, 60, 120, 300, 600),
+)
+VIDEO_STAGE = Histogram(
+    "fer_video_frame_stage_duration_seconds",
+    "time per stage per analysed video frame (decode counts the skipped frames too)",
+    ["stage"],
+    buckets=STAGE_BUCKETS,
+)
+
 
 def observe_result(result: dict) -> None:
     """Record one image's stage timings, face count and emotions."""
@@ -96,3 +109,10 @@ def exposition() -> tuple[bytes, str]:
 def mark_process_dead(pid: int) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(pid)
+
+
+def observe_video_frame(seconds: dict[str, float]) -> None:
+    """Record one analysed video frame's stage timings."""
+    VIDEO_FRAMES.inc()
+    for stage, s in seconds.items():
+        VIDEO_STAGE.labels(stage).observe(s)

@@ -35,6 +35,17 @@ class Options:
     annotate: bool = False
 
 
+@dataclass(frozen=True)
+class Found:
+    """One image's classified faces before serialisation (boxes in decoded pixels)."""
+
+    faces: list[Face]  # largest first, at most max_faces
+    probs: np.ndarray  # [faces, labels]
+    whole: bool  # the whole image was classified as one face
+    detected: int  # faces found before max_faces applied
+    seconds: dict[str, float]  # detect, crop, classify
+
+
 def _looks_like_crop(img: Decoded) -> bool:
     ratio = img.width / img.height
     return max(img.width, img.height) <= CROP_MAX_SIDE and CROP_ASPECT[0] <= ratio <= CROP_ASPECT[1]
@@ -58,23 +69,33 @@ class Analyzer:
         # One model for the whole request, even if a new version goes live meanwhile.
         model = self.models.current()
         with self.batcher.ticket() if self.batcher else Unbatched() as ticket:
-            t = {"decode": time.perf_counter()}
+            t0 = time.perf_counter()
             img = decode(data, self.max_pixels, self.decode_max_side)
-            t["detect"] = time.perf_counter()
-            found, whole = self._find(img, opts)
-            t["crop"] = time.perf_counter()
-            rule_faces = found[: opts.max_faces]
-            batch = self._batch(model, img, rule_faces, whole)
-            t["classify"] = time.perf_counter()
-            probs = ticket.predict(model, batch) if len(batch) else np.zeros((0, len(model.labels)))
-            t["end"] = time.perf_counter()
-        result = self._result(model, img, rule_faces, probs, opts, whole, len(found))
-        stages = list(t)
-        result["timings_ms"] = {
-            s: round((t[n] - t[s]) * 1000, 2) for s, n in zip(stages, stages[1:], strict=False)
-        }
-        result["timings_ms"]["total"] = round((t["end"] - t["decode"]) * 1000, 2)
+            decoded = time.perf_counter()
+            found = self._classify(model, img, opts, ticket)
+        result = self._result(model, img, found, opts)
+        seconds = {"decode": decoded - t0, **found.seconds}
+        result["timings_ms"] = {s: round(v * 1000, 2) for s, v in seconds.items()}
+        result["timings_ms"]["total"] = round(sum(seconds.values()) * 1000, 2)
         return result
+
+    def classify(self, img: Decoded, opts: Options, model: Classifier) -> Found:
+        """Detect, crop and classify the faces of an already decoded image (a video frame)."""
+        with self.batcher.ticket() if self.batcher else Unbatched() as ticket:
+            return self._classify(model, img, opts, ticket)
+
+    def _classify(self, model: Classifier, img: Decoded, opts: Options, ticket) -> Found:
+        t = {"detect": time.perf_counter()}
+        found, whole = self._find(img, opts)
+        t["crop"] = time.perf_counter()
+        faces = found[: opts.max_faces]
+        batch = self._batch(model, img, faces, whole)
+        t["classify"] = time.perf_counter()
+        probs = ticket.predict(model, batch) if len(batch) else np.zeros((0, len(model.labels)))
+        t["end"] = time.perf_counter()
+        stages = list(t)
+        seconds = {s: t[n] - t[s] for s, n in zip(stages, stages[1:], strict=False)}
+        return Found(faces, probs, whole, len(found), seconds)
 
     def _find(self, img: Decoded, opts: Options) -> tuple[list[Face], bool]:
         whole = [Face(0, 0, img.width, img.height, 1.0)]
@@ -97,42 +118,19 @@ class Analyzer:
             return facecrop.to_input(img.gray, size, model.metadata.get("preprocessing", {}))[None]
         return facecrop.batch(img.gray, found, model.metadata, size)
 
-    def _result(
-        self,
-        model: Classifier,
-        img: Decoded,
-        found: list[Face],
-        probs: np.ndarray,
-        opts: Options,
-        whole: bool,
-        detected: int,
-    ) -> dict:
-        labels = model.labels
-        entries = []
-        for f, p in zip(found, probs, strict=True):
-            order = np.argsort(-p)[: opts.top_k]
-            entries.append(
-                {
-                    "box": _box(f, img),
-                    "detector_score": None if whole else f.score,
-                    "emotion": labels[int(order[0])],
-                    "confidence": round(float(p[order[0]]), 4),
-                    "top": [
-                        {"emotion": labels[int(i)], "probability": round(float(p[i]), 4)}
-                        for i in order
-                    ],
-                    "probabilities": {
-                        k: round(float(v), 4) for k, v in zip(labels, p, strict=True)
-                    },
-                }
-            )
+    def _result(self, model: Classifier, img: Decoded, found: Found, opts: Options) -> dict:
+        whole = found.whole
+        entries = [
+            face_entry(f, p, model.labels, opts.top_k, img.scale, whole)
+            for f, p in zip(found.faces, found.probs, strict=True)
+        ]
         out = {
             "width": img.original_width,
             "height": img.original_height,
             "model": {"name": model.name, "version": model.version},
             "detector": "none" if whole else self.detector.name,
             "whole_image": whole,
-            "faces_detected": 0 if whole else detected,
+            "faces_detected": 0 if whole else found.detected,
             "faces": entries,
         }
         if opts.annotate:
@@ -140,14 +138,28 @@ class Analyzer:
         return out
 
 
-def _box(f: Face, img: Decoded) -> dict:
-    """A face's box in the upload's pixels (the image may have been decoded smaller)."""
-    s = img.scale
+def face_entry(
+    f: Face, p: np.ndarray, labels: list[str], top_k: int, scale: float, whole: bool = False
+) -> dict:
+    """One face as the API returns it; ``scale`` maps decoded pixels to the upload's."""
+    order = np.argsort(-p)[:top_k]
     return {
-        "x": round(f.x * s),
-        "y": round(f.y * s),
-        "width": round(f.width * s),
-        "height": round(f.height * s),
+        "box": box_dict(f, scale),
+        "detector_score": None if whole else f.score,
+        "emotion": labels[int(order[0])],
+        "confidence": round(float(p[order[0]]), 4),
+        "top": [{"emotion": labels[int(i)], "probability": round(float(p[i]), 4)} for i in order],
+        "probabilities": {k: round(float(v), 4) for k, v in zip(labels, p, strict=True)},
+    }
+
+
+def box_dict(f: Face, scale: float = 1.0) -> dict:
+    """A face's box in the upload's pixels (the image may have been decoded smaller)."""
+    return {
+        "x": round(f.x * scale),
+        "y": round(f.y * scale),
+        "width": round(f.width * scale),
+        "height": round(f.height * scale),
     }
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import re
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from service.errors import InvalidOptions
 from service.pipeline import Options
+from service.video.analysis import VideoOptions
 
 MAX_FACES_LIMIT = 100
 # Booleans as OpenAPI serialises them in query strings and forms: "true" / "false" only,
@@ -84,3 +85,39 @@ def _load(schema: Schema, sources: list[dict]) -> dict:
     if errors:
         raise InvalidOptions("invalid options", fields=errors)
     return schema.load({k: v for raw in sources for k, v in raw.items()})
+
+
+class VideoOptionsSchema(Schema):
+    """Options of /predict/video, from the query string or the multipart form."""
+
+    class Meta:
+        unknown = RAISE
+
+    fps = fields.Float(load_default=4.0, validate=validate.Range(0.1, 30))
+    start = fields.Float(load_default=0.0, validate=validate.Range(0, 86_400))
+    end = fields.Float(load_default=None, validate=validate.Range(0, 86_400, min_inclusive=False))
+    max_faces = WholeNumber(
+        load_default=None, allow_none=False, validate=validate.Range(1, MAX_FACES_LIMIT)
+    )
+    min_face_size = WholeNumber(load_default=0, validate=validate.Range(0, 10_000))
+    top_k = WholeNumber(load_default=3, validate=validate.Range(1, 100))
+    smoothing = fields.Float(load_default=0.0, validate=validate.Range(0, 60))
+    stream = Flag(load_default=False, truthy=TRUE, falsy=FALSE)
+
+    @validates_schema
+    def _window(self, data: dict, **kwargs) -> None:
+        if data.get("end") is not None and data["end"] <= data.get("start", 0.0):
+            raise ValidationError("must be greater than start", "end")
+
+
+video_options = VideoOptionsSchema()
+
+
+def parse_video_options(sources: list[dict], default_max_faces: int) -> tuple[VideoOptions, bool]:
+    """Validated VideoOptions and whether to stream (NDJSON), from the query string and
+    the form (the form wins; each must be valid on its own), or InvalidOptions (422)."""
+    data = _load(video_options, sources)
+    if data["max_faces"] is None:
+        data["max_faces"] = default_max_faces
+    stream = data.pop("stream")
+    return VideoOptions(**data), stream

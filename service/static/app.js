@@ -1,4 +1,5 @@
-// The page uses the public API only (GET /ready, POST /predict): a living example.
+// The page uses the public API only (GET /ready, POST /predict, POST /predict/video in
+// video.js): a living example.
 "use strict";
 
 const COLORS = {
@@ -9,7 +10,7 @@ const MAX_FPS = 8;            // webcam: never faster than this...
 const TIMELINE_SECONDS = 60;  // ...and one request in flight at most
 const $ = (id) => document.getElementById(id);
 const state = { result: null, selected: 0, running: false, stream: null, timeline: [],
-                frames: 0, lastMs: 0 };
+                frames: 0, lastMs: 0, tracker: null };
 
 function say(text, isError = false) {
   $("message").textContent = text;
@@ -51,14 +52,20 @@ function drawResult(source, result) {
   canvas.hidden = false;
   const ctx = canvas.getContext("2d");
   ctx.drawImage(source, 0, 0, result.width, result.height);
-  const line = Math.max(2, Math.round(Math.max(result.width, result.height) / 300));
+  drawFaces(ctx, result.faces, result.width, result.height, state.selected);
+}
+
+// Each face's box and label (track id, smoothed emotion where there is one); the video
+// tab draws its overlay with it too.
+function drawFaces(ctx, faces, width, height, selected = -1) {
+  const line = Math.max(2, Math.round(Math.max(width, height) / 300));
   ctx.font = `${6 * line + 6}px system-ui, sans-serif`;
-  result.faces.forEach((f, i) => {
-    const b = f.box, color = COLORS[f.emotion] || "#12b76a";
-    ctx.lineWidth = i === state.selected ? line * 2 : line;
+  faces.forEach((f, i) => {
+    const shown = f.smoothed || f, b = f.box, color = COLORS[shown.emotion] || "#12b76a";
+    ctx.lineWidth = i === selected ? line * 2 : line;
     ctx.strokeStyle = color;
     ctx.strokeRect(b.x, b.y, b.width, b.height);
-    const label = `${f.emotion} ${(f.confidence * 100).toFixed(0)}%`;
+    const label = `${f.track_id ? `#${f.track_id} ` : ""}${shown.emotion} ${(shown.confidence * 100).toFixed(0)}%`;
     const w = ctx.measureText(label).width + 2 * line, h = 6 * line + 10;
     const y = b.y >= h ? b.y - h : b.y + b.height;
     ctx.fillStyle = color;
@@ -72,14 +79,18 @@ function showFaces(result) {
   const list = $("faces");
   list.replaceChildren(...result.faces.map((f, i) => {
     const li = document.createElement("li");
-    li.dataset.emotion = f.emotion;
-    li.textContent = `${f.emotion} (${(f.confidence * 100).toFixed(0)}%) at ${f.box.x},${f.box.y}`;
+    const shown = f.smoothed || f;
+    li.dataset.emotion = shown.emotion;
+    if (f.track_id) li.dataset.track = String(f.track_id);
+    li.textContent = `${f.track_id ? `#${f.track_id} ` : ""}${shown.emotion} ` +
+      `(${(shown.confidence * 100).toFixed(0)}%) at ${f.box.x},${f.box.y}`;
     li.className = i === state.selected ? "selected" : "";
     li.onclick = () => { state.selected = i; render(); };
     return li;
   }));
   const face = result.faces[state.selected];
-  $("bars").replaceChildren(...(face ? Object.entries(face.probabilities) : []).map(([k, p]) => {
+  const probs = face ? (face.smoothed || face).probabilities : {};
+  $("bars").replaceChildren(...Object.entries(probs).map(([k, p]) => {
     const row = document.createElement("div");
     row.className = "bar";
     row.dataset.emotion = k;
@@ -146,6 +157,7 @@ async function startCamera() {
   video.srcObject = state.stream;
   await video.play();
   state.running = true;
+  state.tracker = new FaceTracker();  // ids and smoothed labels across frames
   $("cam-start").disabled = true;
   $("cam-stop").disabled = false;
   say("Camera on.");
@@ -171,6 +183,7 @@ async function loop() {
     try {
       const result = await predict(blob, { max_faces: 5, top_k: 7 }, "image/jpeg");
       if (!state.running) break;
+      state.tracker.update(result.faces, performance.now() / 1000);
       Object.assign(state, { result, source: grab, selected: 0 });
       render();
       record(result);
@@ -189,7 +202,7 @@ function record(result) {
   state.frames += 1;
   document.body.dataset.liveFrames = String(state.frames);
   const now = performance.now() / 1000, face = result.faces[0];
-  state.timeline.push({ t: now, emotion: face ? face.emotion : null });
+  state.timeline.push({ t: now, emotion: face ? (face.smoothed || face).emotion : null });
   state.timeline = state.timeline.filter((s) => now - s.t <= TIMELINE_SECONDS);
   $("cam-stats").textContent =
     `${(1000 / Math.max(state.lastMs, 1000 / MAX_FPS)).toFixed(1)} frames/s, ${state.lastMs.toFixed(0)} ms per frame`;
@@ -211,12 +224,13 @@ function drawTimeline(now) {
 // ---- wiring ----
 
 function showTab(name) {
-  const photo = name === "photo";
-  $("tab-photo").setAttribute("aria-selected", String(photo));
-  $("tab-webcam").setAttribute("aria-selected", String(!photo));
-  $("photo-panel").hidden = !photo;
-  $("webcam-panel").hidden = photo;
-  if (photo && state.running) stopCamera();
+  for (const tab of ["photo", "webcam", "video"]) {
+    $(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
+    $(`${tab}-panel`).hidden = tab !== name;
+  }
+  // The photo/webcam view and its face list belong to those two tabs only.
+  document.querySelector(".stage").hidden = name === "video";
+  if (name !== "webcam" && state.running) stopCamera();
 }
 
 async function checkReady() {
@@ -239,6 +253,7 @@ function init() {
     .map(([k, c]) => `<span><i style="background:${c}"></i>${k}</span>`).join("");
   $("tab-photo").onclick = () => showTab("photo");
   $("tab-webcam").onclick = () => showTab("webcam");
+  $("tab-video").onclick = () => showTab("video");
   $("file").onchange = (e) => handleFile(e.target.files[0]);
   const drop = $("drop");
   drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };

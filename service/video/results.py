@@ -1,0 +1,110 @@
+"""A video analysis as the API returns it (JSON, or NDJSON lines) and the CLI writes it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from service.pipeline import face_entry
+from service.video.analysis import Frame, TrackSummary, VideoAnalysis
+
+STAGES = ("decode", "detect", "crop", "classify", "track")
+
+
+def _s(t: float | None) -> float | None:
+    return None if t is None else round(t, 3)
+
+
+def header(a: VideoAnalysis) -> dict:
+    """What is known before the first frame: the video, the window, the settings."""
+    info = a.info
+    return {
+        "video": {
+            "width": info.width,
+            "height": info.height,
+            "fps": None if info.fps is None else round(info.fps, 3),
+            "frame_count": info.frame_count,
+            "duration": _s(info.duration),
+        },
+        "window": {"start": _s(a.start), "end": _s(a.end)},
+        "fps": a.opts.fps,
+        "smoothing": a.opts.smoothing,
+        "model": {"name": a.model.name, "version": a.model.version},
+        "detector": a.analyzer.detector.name,
+    }
+
+
+def frame(f: Frame, labels: list[str], top_k: int) -> dict:
+    """One analysed frame: its number, time and faces with their track ids."""
+    faces = []
+    for i, box in enumerate(f.faces):
+        entry = {"track_id": f.track_ids[i], **face_entry(box, f.probs[i], labels, top_k, 1.0)}
+        if f.smoothed is not None:
+            entry["smoothed"] = _label(f.smoothed[i], labels)
+        faces.append(entry)
+    return {"index": f.index, "time": _s(f.time), "faces": faces}
+
+
+def _label(p: np.ndarray, labels: list[str]) -> dict:
+    k = int(np.argmax(p))
+    return {
+        "emotion": labels[k],
+        "confidence": round(float(p[k]), 4),
+        "probabilities": {name: round(float(v), 4) for name, v in zip(labels, p, strict=True)},
+    }
+
+
+def track(t: TrackSummary, labels: list[str]) -> dict:
+    """One track over the whole analysis, with its emotion timeline as time spans."""
+    mean = t.mean
+    return {
+        "track_id": t.id,
+        "first_time": _s(t.first_time),
+        "last_time": _s(t.last_time),
+        "frames": t.frames,
+        "dominant_emotion": labels[int(np.argmax(mean))],
+        "mean_probabilities": {k: round(float(v), 4) for k, v in zip(labels, mean, strict=True)},
+        "timeline": [
+            {"start": _s(start), "end": _s(end), "emotion": labels[k]}
+            for start, end, k in t.timeline
+        ],
+    }
+
+
+class Totals:
+    """Per-stage time summed over the analysed frames."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self.frames = 0
+
+    def add(self, f: Frame) -> None:
+        self.frames += 1
+        for k, v in f.seconds.items():
+            self.seconds[k] = self.seconds.get(k, 0.0) + v
+
+    def timings_ms(self) -> dict:
+        out = {k: round(v * 1000, 2) for k, v in self.seconds.items()}
+        out["total"] = round(sum(self.seconds.values()) * 1000, 2)
+        return out
+
+
+def summary(a: VideoAnalysis, totals: Totals) -> dict:
+    """What is known after the last frame: counts, per-track summaries, timings."""
+    labels = a.model.labels
+    return {
+        "frames_analysed": totals.frames,
+        "truncated": a.truncated,
+        "tracks": [track(t, labels) for t in a.tracks()],
+        "timings_ms": totals.timings_ms(),
+    }
+
+
+def whole(a: VideoAnalysis, frames: Iterable[Frame]) -> dict:
+    """The whole analysis as one JSON object (runs it)."""
+    totals, out = Totals(), []
+    for f in frames:
+        totals.add(f)
+        out.append(frame(f, a.model.labels, a.opts.top_k))
+    return {**header(a), "frames": out, **summary(a, totals)}
