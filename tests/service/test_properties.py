@@ -20,7 +20,7 @@ import os
 from decimal import Decimal, InvalidOperation
 
 import pytest
-from hypothesis import HealthCheck, example, given, note, settings
+from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 from PIL import Image
 from werkzeug.datastructures import MultiDict
@@ -428,3 +428,60 @@ def test_any_inference_request(client, name, version, inputs, outputs, binary, h
         error = resp.get_json()["error"]
         assert isinstance(error, str) and len(error) > 12
     assert client.get("/health").status_code == 200
+
+
+# ---------------------------------------------------------------- video
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, bytes]:
+    """One short real clip per container, to cut and corrupt."""
+    from bench.videos import Mover, blob, blobs
+
+    root = tmp_path_factory.mktemp("clips")
+    out = {}
+    for ext in (".avi", ".mp4", ".webm", ".mkv", ".mov"):
+        path = blobs(root / f"c{ext}", [Mover(blob(200), (10, 20), (200, 20))], seconds=1.0)
+        out[ext] = path.read_bytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def video_client(clips, tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("scratch")
+    settings_ = Settings.from_env(
+        {}, json_logs=False, video_tmp_dir=str(scratch), video_max_upload_mb=2.0
+    )
+    app = create_app(settings_, model=FakeModel(), detector=_detector())
+    app.test_client_class = CheckedClient
+    return app.test_client(), scratch
+
+
+@st.composite
+def mangled(draw, clips: dict[str, bytes]) -> tuple[bytes, str]:
+    ext = draw(st.sampled_from(sorted(clips)))
+    data = bytearray(clips[ext])
+    for _ in range(draw(st.integers(0, 3))):  # bytes overwritten anywhere
+        at = draw(st.integers(0, len(data) - 1))
+        data[at : at + 8] = draw(st.binary(min_size=1, max_size=8))
+    if draw(st.booleans()):
+        data = data[: draw(st.integers(0, len(data)))]  # cut anywhere
+    return bytes(draw(st.binary(max_size=4)) + data if draw(st.booleans()) else data), ext
+
+
+@given(
+    data=st.data(), how=st.sampled_from(["multipart", "raw"]), fps=st.sampled_from(["", "1", "30"])
+)
+@settings(parent=EXAMPLES, max_examples=max(10, EXAMPLES.max_examples // 4))
+def test_any_video_upload(video_client, clips, data, how, fps):
+    client, scratch = video_client
+    body, ext = data.draw(mangled(clips))
+    url = "/predict/video" + (f"?fps={fps}" if fps else "")
+    if how == "multipart":
+        resp = client.post(url, data={"video": (io.BytesIO(body), f"clip{ext}")})
+    else:
+        resp = client.post(url, data=body, content_type="video/mp4")
+    note(f"{ext} {len(body)} bytes {how}: {resp.status_code} {resp.get_data()[:300]!r}")
+    event(f"status {resp.status_code}")
+    assert_answer(client, resp, {200, 400, 413, 415, 422})
+    assert not [p for p in scratch.rglob("*") if p.is_file()], "a temporary file was left"
