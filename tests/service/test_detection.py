@@ -75,6 +75,26 @@ def test_openvino_yunet_gives_opencvs_boxes(yunet_path, astronaut):
             assert abs(a.score - b.score) < 1e-3
 
 
+def test_openvino_yunet_compiles_each_size_once_and_keeps_the_latest(yunet_path, astronaut):
+    # One compiled network per padded input size (faster than one dynamic network), at
+    # most MAX_SHAPES of them; each size gives the same faces as OpenCV, from any thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from service import yunet_openvino
+
+    reference, ours = YuNetDetector(yunet_path), YuNetOpenVINODetector(yunet_path, threads=1)
+    sizes = [(200 + 24 * i, 180 + 16 * i) for i in range(yunet_openvino.MAX_SHAPES + 3)]
+    photos = [cv2.resize(astronaut, s, interpolation=cv2.INTER_AREA) for s in sizes]
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(ours.detect, photos + photos[:4]))
+    assert len(ours._nets) == yunet_openvino.MAX_SHAPES
+    for img, faces in zip(photos + photos[:4], got, strict=True):
+        want = reference.detect(img)
+        assert len(faces) == len(want) >= 1
+        for a, b in zip(want, faces, strict=True):
+            assert max(abs(a.x - b.x), abs(a.y - b.y), abs(a.width - b.width)) <= 1
+
+
 def test_factory_prefers_yunet_when_configured(yunet_path):
     assert isinstance(make_detector("auto", str(yunet_path), 0, 640), YuNetOpenVINODetector)
     assert isinstance(make_detector("yunet-opencv", str(yunet_path), 0, 640), YuNetDetector)

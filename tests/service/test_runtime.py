@@ -102,7 +102,9 @@ def test_openvino_pins_no_core(tiny_model, yunet_path):
 
     model = make_classifier(tiny_model, "openvino", threads=1)
     detector = YuNetOpenVINODetector(yunet_path, threads=1)
-    for compiled in (model._requests.compiled, detector._requests.compiled):
+    nets = [net.requests.compiled for net in detector._nets.values()]
+    assert nets  # compiled at start for the commonest sizes
+    for compiled in (model._requests.compiled, *nets):
         assert compiled.get_property("ENABLE_CPU_PINNING") is False
         assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
 
