@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -33,6 +33,9 @@ class Options:
     detect: bool = True
     top_k: int = 3
     annotate: bool = False
+    # No face found in a small, squarish image: classify it whole (an upload that is a face
+    # crop). Off for video frames, where it would make a face of an empty scene.
+    whole_if_no_face: bool = True
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Found:
     probs: np.ndarray  # [faces, labels]
     whole: bool  # the whole image was classified as one face
     detected: int  # faces found before max_faces applied
-    seconds: dict[str, float]  # detect, crop, classify
+    seconds: dict[str, float]  # [decode,] detect, crop, classify
 
 
 def _looks_like_crop(img: Decoded) -> bool:
@@ -66,18 +69,21 @@ class Analyzer:
         self.batcher, self.decode_max_side = batcher, decode_max_side
 
     def analyze(self, data: bytes, opts: Options) -> dict:
+        """One upload, answered as /predict answers it."""
         # One model for the whole request, even if a new version goes live meanwhile.
         model = self.models.current()
+        img, found = self.run(data, opts, model)
+        return self.result(model, img, found, opts)
+
+    def run(self, data: bytes, opts: Options, model: Classifier) -> tuple[Decoded, Found]:
+        """Decode, detect, crop and classify one upload: the typed result (exact
+        probabilities, boxes in decoded pixels), for callers that answer in another shape."""
         with self.batcher.ticket() if self.batcher else Unbatched() as ticket:
             t0 = time.perf_counter()
             img = decode(data, self.max_pixels, self.decode_max_side)
             decoded = time.perf_counter()
             found = self._classify(model, img, opts, ticket)
-        result = self._result(model, img, found, opts)
-        seconds = {"decode": decoded - t0, **found.seconds}
-        result["timings_ms"] = {s: round(v * 1000, 2) for s, v in seconds.items()}
-        result["timings_ms"]["total"] = round(sum(seconds.values()) * 1000, 2)
-        return result
+        return img, replace(found, seconds={"decode": decoded - t0, **found.seconds})
 
     def classify(self, img: Decoded, opts: Options, model: Classifier) -> Found:
         """Detect, crop and classify the faces of an already decoded image (a video frame)."""
@@ -106,7 +112,7 @@ class Analyzer:
             for f in self.detector.detect(img.rgb)
             if min(f.width, f.height) * img.scale >= opts.min_face_size  # upload's pixels
         ]
-        if not found and _looks_like_crop(img):
+        if not found and opts.whole_if_no_face and _looks_like_crop(img):
             return whole, True
         return sorted(found, key=lambda f: f.area, reverse=True), False
 
@@ -118,13 +124,14 @@ class Analyzer:
             return facecrop.to_input(img.gray, size, model.metadata.get("preprocessing", {}))[None]
         return facecrop.batch(img.gray, found, model.metadata, size)
 
-    def _result(self, model: Classifier, img: Decoded, found: Found, opts: Options) -> dict:
+    def result(self, model: Classifier, img: Decoded, found: Found, opts: Options) -> dict:
+        """The JSON answer of /predict for one analysed upload."""
         whole = found.whole
         entries = [
             face_entry(f, p, model.labels, opts.top_k, img.scale, whole)
             for f, p in zip(found.faces, found.probs, strict=True)
         ]
-        out = {
+        out: dict = {
             "width": img.original_width,
             "height": img.original_height,
             "model": {"name": model.name, "version": model.version},
@@ -135,6 +142,9 @@ class Analyzer:
         }
         if opts.annotate:
             out["annotated_image"] = annotate(img.rgb, entries, img.scale)
+        timings = {s: round(v * 1000, 2) for s, v in found.seconds.items()}
+        timings["total"] = round(sum(found.seconds.values()) * 1000, 2)
+        out["timings_ms"] = timings
         return out
 
 

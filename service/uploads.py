@@ -18,14 +18,15 @@ from service.errors import BadImage, BadRequest, UnsupportedMediaType
 IMAGE_FIELD = "image"
 
 
-def _single(values: list, what: str):
+def single(values: list, what: str):
+    """The one value given for ``what``, or BadRequest if it was repeated."""
     if len(values) > 1:
         raise BadRequest(f"send one {what}, not {len(values)}", fields={what: ["repeated"]})
     return values[0]
 
 
 def query_options(request: Request) -> dict:
-    return {k: _single(request.args.getlist(k), k) for k in request.args}
+    return {k: single(request.args.getlist(k), k) for k in request.args}
 
 
 def read_one(request: Request) -> tuple[bytes, list[dict]]:
@@ -33,14 +34,14 @@ def read_one(request: Request) -> tuple[bytes, list[dict]]:
     ctype = request.mimetype or ""
     opts = query_options(request)
     if ctype == "multipart/form-data":
-        form = _form_options(request)
+        form = form_options(request)
         files = request.files.getlist(IMAGE_FIELD)
         if not files:
             raise BadRequest(
                 f"multipart request has no file field {IMAGE_FIELD!r}",
                 fields={IMAGE_FIELD: ["missing"]},
             )
-        data = _single(files, IMAGE_FIELD).read()
+        data = single(files, IMAGE_FIELD).read()
         return data, [opts, form]
     if ctype == "application/json":
         body = parse_json(request.get_data(cache=False))
@@ -68,7 +69,7 @@ def read_many(request: Request, limit: int) -> tuple[list[tuple[str, bytes]], li
             "/predict/batch takes multipart/form-data with one or "
             "more 'image' (or 'images') file fields"
         )
-    opts = [query_options(request), _form_options(request)]
+    opts = [query_options(request), form_options(request)]
     files: list[FileStorage] = [f for _, f in request.files.items(multi=True)]
     if not files:
         raise BadRequest("the request has no files", fields={IMAGE_FIELD: ["missing"]})
@@ -124,14 +125,16 @@ def _json_type(value) -> str:
     return names.get(type(value), "a number")
 
 
-def _form_options(request: Request) -> dict:
-    if IMAGE_FIELD in request.form:
+def form_options(request: Request, file_field: str = IMAGE_FIELD) -> dict:
+    """The text fields of a multipart request, each given once; ``file_field`` sent as
+    text rather than as a file is refused with a message that says so."""
+    if file_field in request.form:
         raise BadRequest(
-            f"the multipart field {IMAGE_FIELD!r} came as text: send the image as a file "
-            "(a part with a filename, as curl -F 'image=@photo.jpg' does)",
-            fields={IMAGE_FIELD: ["not a file"]},
+            f"the multipart field {file_field!r} came as text: send it as a file "
+            f"(a part with a filename, as curl -F '{file_field}=@file' does)",
+            fields={file_field: ["not a file"]},
         )
-    return {k: _single(request.form.getlist(k), k) for k in request.form}
+    return {k: single(request.form.getlist(k), k) for k in request.form}
 
 
 def b64decode(value) -> bytes:

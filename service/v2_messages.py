@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from service.v2_tensors import (
 )
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+_DIGITS = re.compile(r"[0-9]{1,18}")
 _RESERVED = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 
 
@@ -104,7 +106,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
     value = header_length.strip()
-    if not value.isdigit():
+    if not _DIGITS.fullmatch(value):  # ASCII only: "²".isdigit() is true, int("²") fails
         raise BadRequest(f"{HEADER_LENGTH} must be a non-negative integer, not {value!r}")
     n = int(value)
     if n > len(body):
@@ -153,9 +155,20 @@ def _input(raw, binary: bytes, offset: int) -> tuple[Tensor, int]:
     return Tensor(name, datatype, from_bytes(chunk, datatype, shape, count, name)), offset + size
 
 
+# Bounds on a declared shape, checked before any arithmetic on it: the product of tens of
+# thousands of huge dimensions (a 2 KB gzipped body) took math.prod seconds of CPU with
+# the GIL held, and shapes numpy cannot reshape to were 500s. Our models' inputs have 1
+# and 4 dimensions; Triton's own limit on dimensions is far above what any model uses.
+MAX_DIMS, MAX_ELEMENTS = 8, 2**31 - 1
+
+
 def _shape(value, name: str) -> list[int]:
     if not isinstance(value, list) or not all(is_int(d) and d >= 0 for d in value):
         raise BadRequest(f"input '{name}': shape must be a list of non-negative integers")
+    if len(value) > MAX_DIMS:
+        raise BadRequest(f"input '{name}': shape has {len(value)} dimensions; at most {MAX_DIMS}")
+    if any(d > MAX_ELEMENTS for d in value) or math.prod(value) > MAX_ELEMENTS:
+        raise BadRequest(f"input '{name}': shape {value} has more than {MAX_ELEMENTS} elements")
     return value
 
 

@@ -28,7 +28,7 @@ from service import metrics
 from service.config import Settings
 from service.errors import APIError, BadRequest, InvalidOptions, NotReady
 from service.model import Classifier, is_complete
-from service.pipeline import Analyzer
+from service.pipeline import Analyzer, box_dict
 from service.registry import ModelSlot
 from service.schemas import parse_options
 from service.v2_messages import InferRequest
@@ -50,13 +50,13 @@ class VersionUnavailable(APIError):
 
 
 @dataclass(frozen=True)
-class Limits:
+class InferLimits:
     max_faces_per_request: int  # N of a faces tensor
     max_images: int  # N of an image tensor
     default_max_faces: int  # faces classified per image unless max_faces says
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
+    def from_settings(cls, settings: Settings) -> InferLimits:
         return cls(settings.max_infer_faces, settings.max_batch_images, settings.max_faces)
 
 
@@ -67,7 +67,7 @@ class Served:
     name: str
     inputs: Callable[[Classifier], list[dict]]
     outputs: Callable[[Classifier], list[dict]]
-    run: Callable[[Classifier, InferRequest, Analyzer, Limits], dict[str, Tensor]]
+    run: Callable[[Classifier, InferRequest, Analyzer, InferLimits], dict[str, Tensor]]
     platform: str
 
 
@@ -139,7 +139,7 @@ def metadata(served: Served, live: Classifier) -> dict:
 
 
 def infer(
-    served: Served, live: Classifier, req: InferRequest, analyzer: Analyzer, limits: Limits
+    served: Served, live: Classifier, req: InferRequest, analyzer: Analyzer, limits: InferLimits
 ) -> dict[str, Tensor]:
     """Every output of ``served`` for the request, once its inputs and outputs are checked."""
     check_inputs(served, live, req)
@@ -188,7 +188,7 @@ def check_inputs(served: Served, live: Classifier, req: InferRequest) -> Tensor:
 
 
 def classify_faces(
-    live: Classifier, req: InferRequest, analyzer: Analyzer, limits: Limits
+    live: Classifier, req: InferRequest, analyzer: Analyzer, limits: InferLimits
 ) -> dict[str, Tensor]:
     faces = req.inputs[FACES].array
     if len(faces) > limits.max_faces_per_request:
@@ -197,6 +197,8 @@ def classify_faces(
         )
     t0 = time.perf_counter()
     batch = crops_to_input(faces, live.input_size, live.metadata.get("preprocessing", {}))
+    # Straight to the model, not through the dynamic batcher: the request is a batch
+    # already, and the batcher's point is to merge single photos' faces.
     probs = live.predict(batch) if len(batch) else np.zeros((0, len(live.labels)))
     metrics.STAGE.labels("classify").observe(time.perf_counter() - t0)
     for p in probs:
@@ -217,7 +219,7 @@ def crops_to_input(crops: np.ndarray, size: int, preprocessing: dict) -> np.ndar
 
 
 def analyze_images(
-    live: Classifier, req: InferRequest, analyzer: Analyzer, limits: Limits
+    live: Classifier, req: InferRequest, analyzer: Analyzer, limits: InferLimits
 ) -> dict[str, Tensor]:
     images = req.inputs[IMAGE].array
     if not 1 <= len(images) <= limits.max_images:
@@ -225,16 +227,16 @@ def analyze_images(
     opts = _options(req.parameters, limits.default_max_faces)
     index, boxes, scores, emotions, probs = [], [], [], [], []
     for i, data in enumerate(images):
-        result = analyzer.analyze(bytes(data), opts)
-        metrics.observe_result(result)
-        for face in result["faces"]:
+        img, found = analyzer.run(bytes(data), opts, live)
+        metrics.observe_result(analyzer.result(live, img, found, opts))
+        # From the typed result, not the JSON answer: probabilities unrounded.
+        for face, p in zip(found.faces, found.probs, strict=True):
             index.append(i)
-            b = face["box"]
+            b = box_dict(face, img.scale)
             boxes.append([b["x"], b["y"], b["width"], b["height"]])
-            score = face["detector_score"]
-            scores.append(-1.0 if score is None else score)
-            emotions.append(face["emotion"].encode())
-            probs.append(list(face["probabilities"].values()))
+            scores.append(-1.0 if found.whole else face.score)
+            emotions.append(live.labels[int(np.argmax(p))].encode())
+            probs.append(p)
     n, c = len(index), len(live.labels)
     emotion_array = np.empty(n, dtype=object)
     emotion_array[:] = emotions

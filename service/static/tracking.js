@@ -3,6 +3,10 @@
 // boxes matched greedily to each track's predicted place, closest first, within 1.5 face
 // widths (wider per missed frame) and a factor 2 in size; a track ends after 2 missed
 // frames. Probabilities are averaged per track with a time constant of TAU seconds.
+// service/video/tracking.py is the reference; this is a port for the browser (the page
+// cannot call Python per frame), kept to the same rules except that a track here ends
+// after 2 missed frames whatever the rate (a webcam's rate varies with the server's
+// speed), where a video's track survives max(2, fps) frames, about a second.
 "use strict";
 
 class FaceTracker {

@@ -209,7 +209,7 @@ class VideoAnalysis:
         smoother = Smoother(self.opts.smoothing)
         if self.start > 0:
             self.cap.set(cv2.CAP_PROP_POS_MSEC, self.start * 1000)
-        due, grabbed, last_t, decode_s = self.start, 0, None, 0.0
+        due, grabbed, last_t, decode_s, analysed = self.start, 0, None, 0.0, 0
         stop_at = time.monotonic() + self.limits.deadline if self.limits.deadline else math.inf
         while True:
             t0 = time.perf_counter()
@@ -234,6 +234,15 @@ class VideoAnalysis:
                     _too_many_pixels(bgr.shape[1], bgr.shape[0], self.limits.max_pixels)
                 )
             index = int(self.cap.get(cv2.CAP_PROP_POS_FRAMES)) - 1
+            analysed += 1
+            if self.limits.max_frames and analysed > self.limits.max_frames:
+                # Checked up front from the duration; this is for streams that do not
+                # declare one (a browser's MediaRecorder WebM, a header edited out).
+                raise VideoTooLong(
+                    f"this video gives more than {self.limits.max_frames} frames at "
+                    f"fps={self.opts.fps:g} (stopped at {t:.1f} s; its length is not in "
+                    "its header): send a shorter window (start, end) or a lower fps"
+                )
             frame = self._analyse(bgr, index, t, tracker, smoother, max(interval, source))
             frame.seconds = {"decode": decode_s, **frame.seconds}
             decode_s = 0.0
@@ -264,7 +273,13 @@ class VideoAnalysis:
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         h, w = rgb.shape[:2]
         img = Decoded(rgb, to_gray(rgb), "video", 1.0, (w, h))
-        opts = Options(self.opts.max_faces, self.opts.min_face_size, True, self.opts.top_k)
+        opts = Options(
+            self.opts.max_faces,
+            self.opts.min_face_size,
+            True,
+            self.opts.top_k,
+            whole_if_no_face=False,
+        )
         found = self.analyzer.classify(img, opts, self.model)
         t1 = time.perf_counter()
         ids = tracker.update(found.faces, t)

@@ -14,7 +14,7 @@ from werkzeug.datastructures import FileStorage
 from service import metrics
 from service.errors import APIError, BadRequest, UnsupportedMediaType, error_body
 from service.schemas import parse_video_options
-from service.uploads import query_options
+from service.uploads import form_options, query_options, single
 from service.video import results
 from service.video.analysis import Limits, VideoAnalysis
 from service.video.scratch import Scratch, default_root
@@ -107,13 +107,13 @@ def _upload(req: Request) -> tuple[Iterator[bytes], list[dict]]:
     ctype = req.mimetype or ""
     opts = query_options(req)
     if ctype == "multipart/form-data":
-        form = {k: _one(req.form.getlist(k), k) for k in req.form}
+        form = form_options(req, FIELD)
         files = req.files.getlist(FIELD)
         if not files:
             raise BadRequest(
                 f"multipart request has no file field {FIELD!r}", fields={FIELD: ["missing"]}
             )
-        return _chunks(_one(files, FIELD)), [opts, form]
+        return _chunks(single(files, FIELD)), [opts, form]
     if ctype.startswith("video/") or ctype == "application/octet-stream":
         return iter(lambda: req.stream.read(CHUNK), b""), [opts]
     raise UnsupportedMediaType(
@@ -124,9 +124,3 @@ def _upload(req: Request) -> tuple[Iterator[bytes], list[dict]]:
 
 def _chunks(f: FileStorage) -> Iterator[bytes]:
     return iter(lambda: f.stream.read(CHUNK), b"")
-
-
-def _one(values: list, what: str):
-    if len(values) > 1:
-        raise BadRequest(f"send one {what}, not {len(values)}", fields={what: ["repeated"]})
-    return values[0]

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -59,6 +60,7 @@ class Scratch:
         when the block ends, however it ends."""
         folder = self.folder
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _check_private(folder)
         fd, name = tempfile.mkstemp(suffix=suffix, dir=folder)
         path = Path(name)
         try:
@@ -74,6 +76,18 @@ class Scratch:
             yield path
         finally:
             path.unlink(missing_ok=True)
+
+
+def _check_private(folder: Path) -> None:
+    """Refuse a folder another local user could have made or could write: the default
+    root is in the shared /tmp, and the file is checked by path and then reopened by
+    FFmpeg by path, so a folder (or symlink) planted there could swap it in between."""
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise RuntimeError(
+            f"video upload folder {folder} is not a private folder of this user "
+            "(a symlink, someone else's, or writable by others): set FER_VIDEO_TMP_DIR"
+        )
 
 
 def _alive(pid: int, me: int) -> bool:

@@ -573,6 +573,36 @@ BAD = [
         ),
         "holds 1",
     ),
+    (  # found in review: dimensions beyond what any model has cost seconds of CPU, or 500s
+        "too many dimensions",
+        FACES_URL,
+        _json_body(shape=[1] * 70, data=[0]),
+        {},
+        "70 dimensions",
+    ),
+    (
+        "a dimension beyond any size",
+        FACES_URL,
+        _json_body(shape=[0, 2**70], data=[]),
+        {},
+        "more than 2147483647 elements",
+    ),
+    (
+        "too many dimensions, binary",
+        FACES_URL,
+        *_binary(
+            {"inputs": [{**ONE_FACE, "shape": [1] * 70, "parameters": {"binary_data_size": 1}}]},
+            b"\x00",
+        ),
+        "70 dimensions",
+    ),
+    (
+        "a header length in non-ASCII digits",
+        FACES_URL,
+        _bin_faces()[0],
+        {HEADER: "\u00b2"},
+        "non-negative integer",
+    ),
     (
         "broken gzip",
         FACES_URL,
@@ -660,3 +690,26 @@ def _metric(text: str, prefix: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
     )
+
+
+def test_many_huge_dimensions_in_a_small_gzipped_body_are_refused_at_once(client):
+    # 40,000 dimensions of 2**62 in 2 KB: math.prod held the GIL for seconds (review).
+    doc = _json_body(shape=[2**62] * 40_000 + [0], data=[])
+    r = client.post(FACES_URL, data=gzip.compress(doc), headers={"Content-Encoding": "gzip"})
+    assert_error(r, 400, "40001 dimensions")
+
+
+class ExactModel(FakeModel):
+    """Probabilities with more digits than the JSON answers' 4 decimals."""
+
+    def predict(self, faces):
+        p = np.full((len(faces), 7), 0.1234567, np.float32)
+        p[:, 3] = 1 - 6 * 0.1234567
+        return p
+
+
+def test_pipeline_probabilities_are_the_models_unrounded(settings, detector):
+    app = create_app(settings, model=ExactModel(), detector=detector)
+    app.test_client_class = CheckedClient
+    out = result(send(app.test_client(), PIPELINE_URL, [images_input([photo(90)])]))
+    np.testing.assert_array_equal(out.as_numpy("probabilities")[0], ExactModel().predict([0])[0])
