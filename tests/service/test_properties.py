@@ -374,6 +374,7 @@ V2_DTYPES = ["UINT8", "FP32", "BYTES", "INT64", "BOOL", "FP16", "uint8", ""]
 tensor_shapes = st.one_of(
     st.lists(st.integers(0, 4), max_size=5),
     st.lists(st.integers(-3, 2**70), max_size=4),
+    st.lists(st.sampled_from([0, 1, 2**31, 2**62, 2**70]), min_size=6, max_size=300),
     json_values,
 )
 
@@ -411,7 +412,12 @@ def v2_inputs(draw) -> dict:
     inputs=st.one_of(st.lists(v2_inputs(), max_size=3), json_values),
     outputs=st.one_of(st.none(), st.lists(st.dictionaries(st.text(max_size=8), json_values))),
     binary=st.binary(max_size=64),
-    header=st.one_of(st.none(), st.integers(-2, 400).map(str), st.text(max_size=6)),
+    header=st.one_of(
+        st.none(),
+        st.integers(-2, 400).map(str),
+        st.text(max_size=6),
+        st.text("0123456789\u00b2\u00b9\u0663", min_size=1, max_size=4),  # non-ASCII digits
+    ),
 )
 @EXAMPLES
 def test_any_inference_request(client, name, version, inputs, outputs, binary, header):
