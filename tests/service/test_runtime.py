@@ -3,10 +3,13 @@ answers on the same exported version."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +97,31 @@ def test_a_converted_version_is_cached_and_read_back(tiny_model, faces, tmp_path
     (other / "labels.json").touch()
     assert make_classifier(other, "openvino", cache_dir=cache).ready
     assert len(list((cache / "converted").iterdir())) == 2
+
+
+def test_compiling_into_the_cache_waits_for_another_process(tiny_model, tmp_path):
+    # Workers compiling one model into one cache folder at once raced on OpenVINO's blob,
+    # and one was left without a model (seen in the api container): compiling waits while
+    # another process holds the folder's lock, and then succeeds.
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    loaded: list = []
+
+    def load():
+        loaded.append(make_classifier(tiny_model, "openvino", "f32", threads=1, cache_dir=cache))
+
+    with (cache / "compile.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another open file: flock excludes it too
+        t = threading.Thread(target=load)
+        t.start()
+        deadline = time.monotonic() + 60
+        while not list(cache.glob("converted/*/model.xml")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(3)  # compiling the tiny model takes well under a second here
+        assert t.is_alive() and not list(cache.glob("compiled/*.blob"))
+    t.join(60)
+    assert loaded and loaded[0].ready, loaded[0].error if loaded else "no model"
+    assert list(cache.glob("compiled/*.blob"))
 
 
 def test_openvino_pins_no_core(tiny_model, yunet_path):
@@ -186,3 +214,25 @@ def test_the_service_runs_without_tensorflow(tiny_model):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["openvino", "1", "True"]
+
+
+def test_converting_a_version_sends_no_telemetry(tiny_model, tmp_path):
+    # OpenVINO's converter reports usage to Google Analytics unless told not to; the
+    # service loads it with the telemetry package made unimportable (its own no-op stub).
+    code = (
+        "import sys; from pathlib import Path; from service.openvino_runtime import convert; "
+        f"convert(Path({str(tiny_model)!r})); "
+        "import openvino.tools.ovc.convert_impl as c; "
+        "print(c.tm.__name__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "openvino.tools.ovc.telemetry_stub"
+    assert not (tmp_path / "intel").exists()  # nothing written to $HOME either
