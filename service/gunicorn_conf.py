@@ -39,6 +39,10 @@ limit_request_line = 8190
 limit_request_field_size = 8190
 max_requests = 0
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# gunicorn 25.1+ opens a control socket for gunicornc under $HOME (or XDG_RUNTIME_DIR),
+# which a read-only root filesystem refuses with an error line at every start. Nothing
+# here uses it: workers are managed by signals (SIGHUP reloads the model, SIGTERM stops).
+control_socket_disable = True
 
 
 # Requests gunicorn refuses before the app sees them (request line or header too long,
