@@ -21,13 +21,15 @@ _s = Settings.from_env()
 
 bind = _s.bind
 workers = _s.workers
-threads = _s.threads
 if _s.worker_class not in ("gthread", "sync"):
     raise SystemExit(f"FER_WORKER_CLASS={_s.worker_class!r}: use gthread or sync")
 # sync (default): one request per worker at a time, the lowest latency measured here;
 # it needs a buffering proxy in front (nginx), which reads slow clients' requests in full.
 # gthread: FER_THREADS requests per worker, overlapping, which dynamic batching can group.
 worker_class = _s.worker_class
+# FER_THREADS only with gthread: gunicorn silently runs gthread instead of sync whenever
+# threads > 1, so the default (sync, FER_THREADS=4) ran 4 threads per worker.
+threads = _s.threads if _s.worker_class == "gthread" else 1
 timeout = _s.timeout
 graceful_timeout = 30
 keepalive = 5
