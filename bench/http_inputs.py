@@ -94,16 +94,6 @@ def images(draw, max_pixels: int) -> tuple[bytes, int, int]:
     return encoded(im, fmt), w, h
 
 
-def _encoded(im: Image.Image, fmt: str) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, fmt)
-    return buf.getvalue()
-
-
-def _png(w: int, h: int, value: int = 128) -> bytes:
-    return _encoded(Image.new("RGB", (w, h), (value,) * 3), "PNG")
-
-
 json_values = st.one_of(
     st.none(),
     st.booleans(),
