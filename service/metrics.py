@@ -82,14 +82,22 @@ VIDEO_STAGE = Histogram(
 )
 
 
+def observe_image(seconds: dict[str, float], emotions: list[str]) -> None:
+    """Record one image's stage timings (s), face count and emotions."""
+    for stage, s in seconds.items():
+        STAGE.labels(stage).observe(s)
+    FACES.observe(len(emotions))
+    for emotion in emotions:
+        PREDICTIONS.labels(emotion).inc()
+
+
 def observe_result(result: dict) -> None:
-    """Record one image's stage timings, face count and emotions."""
-    for stage, ms in result.get("timings_ms", {}).items():
-        if stage != "total":
-            STAGE.labels(stage).observe(ms / 1000.0)
-    FACES.observe(len(result.get("faces", [])))
-    for face in result.get("faces", []):
-        PREDICTIONS.labels(face["emotion"]).inc()
+    """The same from /predict's JSON answer for one image."""
+    timings = result.get("timings_ms", {})
+    observe_image(
+        {stage: ms / 1000.0 for stage, ms in timings.items() if stage != "total"},
+        [face["emotion"] for face in result.get("faces", [])],
+    )
 
 
 def set_model(name: str, version: str, runtime: str, precision: str, ready: bool) -> None:

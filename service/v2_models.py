@@ -228,14 +228,15 @@ def analyze_images(
     index, boxes, scores, emotions, probs = [], [], [], [], []
     for i, data in enumerate(images):
         img, found = analyzer.run(bytes(data), opts, live)
-        metrics.observe_result(analyzer.result(live, img, found, opts))
         # From the typed result, not the JSON answer: probabilities unrounded.
-        for face, p in zip(found.faces, found.probs, strict=True):
+        names = [live.labels[int(np.argmax(p))] for p in found.probs]
+        metrics.observe_image(found.seconds, names)
+        for face, p, name in zip(found.faces, found.probs, names, strict=True):
             index.append(i)
             b = box_dict(face, img.scale)
             boxes.append([b["x"], b["y"], b["width"], b["height"]])
             scores.append(-1.0 if found.whole else face.score)
-            emotions.append(live.labels[int(np.argmax(p))].encode())
+            emotions.append(name.encode())
             probs.append(p)
     n, c = len(index), len(live.labels)
     emotion_array = np.empty(n, dtype=object)
