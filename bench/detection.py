@@ -23,7 +23,7 @@ from PIL import Image
 
 from bench.images import SHARED, single_face_jpeg
 from bench.server import YUNET
-from service.detection import Face, YuNetDetector
+from service.detection import Face, YuNetDetector, YuNetOpenVINODetector
 from service.imaging import decode
 
 BACKGROUNDS = ("coffee", "rocket", "chelsea", "hubble_deep_field", "immunohistochemistry")
@@ -118,8 +118,6 @@ def main() -> None:
     p.add_argument("--max-side", type=int, action="append", help="detection sizes (640)")
     args = p.parse_args()
     cv2.setNumThreads(1)
-    from service.yunet_openvino import YuNetOpenVINODetector
-
     sides = args.max_side or [640]
     dets = {"opencv 640": YuNetDetector(YUNET, 0.7, 640)}
     for side in sides:

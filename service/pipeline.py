@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from service import faces as facecrop
+from service import cropping
 from service.batching import Batcher, Unbatched
 from service.detection import Detector, Face
 from service.imaging import Decoded, decode
@@ -121,8 +121,8 @@ class Analyzer:
         if not found:
             return np.zeros((0, size, size, 3), np.uint8)
         if whole:  # exactly the trainer's handling of a dataset image: resize it all
-            return facecrop.to_input(img.gray, size, model.metadata.get("preprocessing", {}))[None]
-        return facecrop.batch(img.gray, found, model.metadata, size)
+            return cropping.to_input(img.gray, size, model.metadata.get("preprocessing", {}))[None]
+        return cropping.batch(img.gray, found, model.metadata, size)
 
     def result(self, model: Classifier, img: Decoded, found: Found, opts: Options) -> dict:
         """The JSON answer of /predict for one analysed upload."""

@@ -3,7 +3,7 @@
 - ``<name>`` (the model's own name, ``emotion``): the classifier on pre-cropped faces,
   input ``faces`` UINT8 [N, S, S, 3], output ``probabilities`` FP32 [N, labels]. The crops
   take the path the service's own crops take: Pillow's gray conversion (as uploads get in
-  service.imaging), then service.faces.to_input, then the classifier (flip TTA included).
+  service.imaging), then service.cropping.to_input, then the classifier (flip TTA included).
 - ``<name>-pipeline``: the whole photo pipeline (service.pipeline.Analyzer), input ``image``
   BYTES [N] (encoded images), outputs one row per face of every image: ``image_index``,
   ``boxes`` (x, y, width, height in the image's pixels), ``scores`` (the detector's; -1
@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from service import faces as facecrop
-from service import metrics
+from service import cropping, metrics
 from service.config import Settings
 from service.errors import APIError, BadRequest, InvalidOptions, NotReady
 from service.model import Classifier, is_complete
@@ -208,14 +207,14 @@ def classify_faces(
 
 def crops_to_input(crops: np.ndarray, size: int, preprocessing: dict) -> np.ndarray:
     """[N, S, S, 3] RGB crops as the classifier's input, the way the service's own crops
-    get there: Pillow's "L" conversion (service.imaging), then service.faces.to_input."""
+    get there: Pillow's "L" conversion (service.imaging), then service.cropping.to_input."""
     n = len(crops)
     if n == 0:
         return np.zeros((0, size, size, 3), np.uint8)
     # One image of N stacked crops: the conversion is per pixel, so this is N conversions.
     strip = Image.fromarray(np.ascontiguousarray(crops, np.uint8).reshape(n * size, size, 3))
     gray = np.asarray(strip.convert("L"), np.uint8).reshape(n, size, size)
-    return np.stack([facecrop.to_input(g, size, preprocessing) for g in gray])
+    return np.stack([cropping.to_input(g, size, preprocessing) for g in gray])
 
 
 def analyze_images(

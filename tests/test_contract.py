@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service import faces as service_faces
+from service import cropping
 from service.imaging import decode
 from service.pipeline import Analyzer, Options
 from service.registry import ModelSlot
@@ -48,9 +48,7 @@ def test_dataset_image_agrees_byte_for_byte():
 def test_face_crop_resize_matches_trainer_resize(side):
     region = np.random.default_rng(1).integers(0, 255, (side, side), dtype=np.uint8)
     prep = {"resize_shrink": "INTER_AREA", "resize_enlarge": "INTER_LINEAR"}
-    np.testing.assert_array_equal(
-        service_faces.to_input(region, 96, prep), to_model_input(region, 96)
-    )
+    np.testing.assert_array_equal(cropping.to_input(region, 96, prep), to_model_input(region, 96))
 
 
 def test_service_reads_contract_from_exported_metadata(tiny_model):
@@ -59,8 +57,8 @@ def test_service_reads_contract_from_exported_metadata(tiny_model):
 
     assert meta["preprocessing"] == PREPROCESSING and meta["face_crop"] == FACE_CROP
     # The service maps every interpolation name the trainer writes.
-    assert meta["preprocessing"]["resize_shrink"] in service_faces._INTERP
-    assert meta["preprocessing"]["resize_enlarge"] in service_faces._INTERP
+    assert meta["preprocessing"]["resize_shrink"] in cropping._INTERP
+    assert meta["preprocessing"]["resize_enlarge"] in cropping._INTERP
 
 
 def test_gray_conversion_is_pillow_luma_for_colour_uploads():

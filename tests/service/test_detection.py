@@ -6,9 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from service.blazeface import BlazeFaceDetector
-from service.detection import Face, YuNetDetector, make_detector, to_faces
-from service.yunet_openvino import YuNetOpenVINODetector
+from service.detection import (
+    BlazeFaceDetector,
+    Face,
+    YuNetDetector,
+    YuNetOpenVINODetector,
+    make_detector,
+)
+from service.detection.base import to_faces
 from tests.conftest import SHARED
 
 ASTRONAUT_FACE = (178, 63, 90, 113)  # hand-checked box of the face in skimage's astronaut
@@ -80,7 +85,7 @@ def test_openvino_yunet_compiles_each_size_once_and_keeps_the_latest(yunet_path,
     # most MAX_SHAPES of them; each size gives the same faces as OpenCV, from any thread.
     from concurrent.futures import ThreadPoolExecutor
 
-    from service import yunet_openvino
+    from service.detection import yunet_openvino
 
     reference, ours = YuNetDetector(yunet_path), YuNetOpenVINODetector(yunet_path, threads=1)
     sizes = [(200 + 24 * i, 180 + 16 * i) for i in range(yunet_openvino.MAX_SHAPES + 3)]

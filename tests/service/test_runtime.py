@@ -126,7 +126,7 @@ def test_compiling_into_the_cache_waits_for_another_process(tiny_model, tmp_path
 
 def test_openvino_pins_no_core(tiny_model, yunet_path):
     # Pinned, every gunicorn worker's inference thread went to core 0: half the throughput.
-    from service.yunet_openvino import YuNetOpenVINODetector
+    from service.detection import YuNetOpenVINODetector
 
     model = make_classifier(tiny_model, "openvino", threads=1)
     detector = YuNetOpenVINODetector(yunet_path, threads=1)

@@ -17,11 +17,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from service.detection import Face, downscale, to_faces
+from service.detection.base import Face, downscale, to_faces
 
 STRIDES = (8, 16, 32)
 DIVISOR = 32  # the network's input sides must be multiples of its largest stride
-NMS_IOU, TOP_K = 0.3, 5000  # FaceDetectorYN's values in service.detection
+NMS_IOU, TOP_K = 0.3, 5000  # FaceDetectorYN's values in service.detection.yunet_opencv
 OUTPUTS = [f"{k}_{s}" for k in ("cls", "obj", "bbox") for s in STRIDES]
 # The network compiled for each padded input size it meets: OpenVINO runs a static shape
 # 10-15% faster than the dynamic one (measured: 6.8 vs 7.4 ms at 640x480, one thread),

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from service.detection import Face, downscale, to_faces
+from service.detection.base import Face, downscale, to_faces
 
 INPUT = 192
 GRID = 48  # 192 / stride 4
