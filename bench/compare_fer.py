@@ -82,13 +82,13 @@ class FerLibrary:
 
 def compare_accuracy(data: Path, model_dir: Path) -> None:
     from trainer.evaluate import load_exported, metrics
-    from trainer.workflow import evaluation_set
+    from trainer.splits import evaluation_set
 
     ours = load_exported(model_dir)
-    size = int(ours.metadata["input"]["shape"][1])
+    size = ours.contract.input_size
     fers = {"fer (TFLite, default)": FerLibrary(True), "fer (Keras)": FerLibrary(False)}
-    name = f"ours v{ours.metadata['version']}"
-    print(f"model: {model_dir} ({ours.metadata['name']} v{ours.metadata['version']})")
+    name = f"ours v{ours.contract.version}"
+    print(f"model: {model_dir} ({ours.contract.name} v{ours.contract.version})")
     print(
         f"{'set':62} {'model':38} {'images':>6} {'accuracy':>8} {'macro F1':>8} "
         f"{'disgust':>7} {'fear':>7}"

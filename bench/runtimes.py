@@ -55,12 +55,12 @@ def speed(models: dict, calls: int, rounds: int = 10) -> dict[str, float]:
 
 def agreement(models: dict, model_dir: Path, data: Path, split: str) -> None:
     from trainer.evaluate import load_exported, metrics
-    from trainer.workflow import evaluation_set
+    from trainer.splits import evaluation_set
 
     ref = load_exported(model_dir)
     es = evaluation_set(
         data,
-        int(ref.metadata["input"]["shape"][1]),
+        ref.contract.input_size,
         labels=data / "ferplus.csv",
         label_column="ferplus_label",
         split=split,

@@ -28,8 +28,8 @@ def _time_into(fn, rounds: list[dict], key: str) -> None:
 
 def _student(size: int, stage: int, batch: int, classes: int):
     from trainer.config import make_config
+    from trainer.loop import compile_for_stage
     from trainer.model import build_model, set_stage
-    from trainer.train import compile_for_stage
 
     # The finetune recipe (stage 2 trains every layer, BatchNorm updated); random initial
     # weights cost the same compute as ImageNet's.
@@ -47,7 +47,7 @@ def measure(teacher: Path, batch: int, repeats: int) -> dict:
     from trainer.evaluate import load_exported
 
     exported = load_exported(teacher)
-    size = int(exported.metadata["input"]["shape"][1])
+    size = exported.contract.input_size
     n = len(exported.labels)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
@@ -101,8 +101,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=26, help="epochs of the planned run")
     args = p.parse_args()
     ms = measure(args.teacher, args.batch, args.repeats)
-    meta = json.loads((args.teacher / "metadata.json").read_text())
-    images = args.images or meta.get("dataset", {}).get("images", {}).get("train", 28_000)
+    from trainer.contract import ModelContract
+
+    dataset = ModelContract.read(args.teacher).details.get("dataset", {})
+    images = args.images or dataset.get("images", {}).get("train", 28_000)
     print(report(ms, images, args.epochs))
 
 

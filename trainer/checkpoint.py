@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from trainer.contract import ModelContract
 from trainer.errors import TrainerError
 
 CKPT = "checkpoint"
@@ -94,11 +95,10 @@ def init_from_export(model: keras.Model, model_dir: Path, classes: list[str]) ->
     """
     import tensorflow as tf  # heavy; only this path needs the SavedModel loader
 
-    meta = json.loads((model_dir / "metadata.json").read_text())
-    if list(meta.get("labels", [])) != list(classes):
+    labels = list(ModelContract.read(model_dir).labels)
+    if labels != list(classes):
         raise TrainerError(
-            f"--init-from {model_dir}: its labels {meta.get('labels')} differ from the data's "
-            f"{classes}"
+            f"--init-from {model_dir}: its labels {labels} differ from the data's {classes}"
         )
     saved = {v.name.removesuffix(":0"): v for v in tf.saved_model.load(str(model_dir)).variables}
     missing = [w.path for w in model.weights if w.path not in saved]

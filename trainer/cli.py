@@ -257,8 +257,10 @@ def _train(args) -> None:
 
 def _check_distill_run(run_dir: Path) -> None:
     # Resuming a train run with distill would silently train without a teacher.
-    cfg_file = run_dir / "config.json"
-    if cfg_file.is_file() and not TrainConfig.from_json(cfg_file.read_text()).teacher:
+    from trainer.run_folder import saved_config
+
+    cfg = saved_config(run_dir)
+    if cfg is not None and not cfg.teacher:
         raise TrainerError(
             f"{run_dir} is a train run, not a distill run: resume it with train --resume"
         )

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from trainer.contract import ContractError, ModelContract
 from trainer.errors import TrainerError
 
 
@@ -91,7 +92,7 @@ class TrainConfig:
             if not ok:
                 raise TrainerError(msg)
         if self.init_from:
-            exported_metadata(self.init_from, "--init-from")
+            exported_contract(self.init_from, "--init-from")
         if self.teacher:
             self._check_teacher_input()
         weights = self.base_weights
@@ -113,8 +114,7 @@ class TrainConfig:
     def _check_teacher_input(self) -> None:
         # Checked here, before the data is decoded: the labels are checked once it is
         # (trainer.distill.check_teacher).
-        meta = exported_metadata(str(self.teacher), "--teacher")
-        size = int(meta.get("input", {}).get("shape", [None, 0])[1] or 0)
+        size = exported_contract(str(self.teacher), "--teacher").input_size
         if size != self.input_size:
             raise TrainerError(
                 f"--teacher {self.teacher}: its input is {size} px, the student's "
@@ -122,16 +122,16 @@ class TrainConfig:
             )
 
 
-def exported_metadata(folder: str, option: str) -> dict:
-    """The metadata of the exported model version ``folder``, given as ``option``.
+def exported_contract(folder: str, option: str) -> ModelContract:
+    """The contract of the exported model version ``folder``, given as ``option``.
 
     Raises:
-        TrainerError: ``folder`` has no metadata.json.
+        TrainerError: ``folder`` is not an exported version, or its metadata is malformed.
     """
-    meta_file = Path(folder) / "metadata.json"
-    if not meta_file.is_file():
-        raise TrainerError(f"{option} {folder}: not an exported model version (no metadata.json)")
-    return json.loads(meta_file.read_text())
+    try:
+        return ModelContract.read(Path(folder))
+    except ContractError as e:
+        raise TrainerError(f"{option} {e}") from e
 
 
 # The original notebook: ImageDataGenerator augmentation, 80/20 split, frozen base for 5

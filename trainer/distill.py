@@ -19,11 +19,14 @@ from __future__ import annotations
 import os
 import time
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from trainer.config import TrainConfig, exported_metadata
+from trainer.config import TrainConfig, exported_contract
+from trainer.contract import ModelContract
 from trainer.errors import TrainerError
 from trainer.evaluate import load_exported
 from trainer.splits import Split
@@ -31,8 +34,8 @@ from trainer.splits import Split
 CACHE = "teacher.npz"
 
 
-def check_teacher(cfg: TrainConfig, classes: list[str]) -> dict:
-    """The teacher's metadata, once it is known to predict the data's classes.
+def check_teacher(cfg: TrainConfig, classes: list[str]) -> ModelContract:
+    """The teacher's contract, once it is known to predict the data's classes.
 
     Its folder and input size are checked earlier, by ``TrainConfig.validate``.
 
@@ -40,13 +43,13 @@ def check_teacher(cfg: TrainConfig, classes: list[str]) -> dict:
         cfg: the run's options, with ``teacher`` set.
         classes: the data's classes, in the student's output order.
     """
-    meta = exported_metadata(str(cfg.teacher), "--teacher")
-    if list(meta.get("labels", [])) != list(classes):
+    teacher = exported_contract(str(cfg.teacher), "--teacher")
+    if list(teacher.labels) != list(classes):
         raise TrainerError(
-            f"--teacher {cfg.teacher}: its labels {meta.get('labels')} differ from the "
+            f"--teacher {cfg.teacher}: its labels {list(teacher.labels)} differ from the "
             f"data's classes {classes}"
         )
-    return meta
+    return teacher
 
 
 def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -70,7 +73,7 @@ def mix_targets(
     return mixed.astype(np.float32)
 
 
-def distill_targets(cfg: TrainConfig, teacher: dict, run_dir: Path, train: Split) -> dict:
+def distill_targets(cfg: TrainConfig, teacher: ModelContract, run_dir: Path, train: Split) -> dict:
     """Replace ``train``'s targets with the labels-teacher mix; return the metadata block.
 
     The teacher's outputs come from the run folder's cache when it holds them (a resumed
@@ -78,7 +81,7 @@ def distill_targets(cfg: TrainConfig, teacher: dict, run_dir: Path, train: Split
 
     Args:
         cfg: the run's options (teacher, weight, temperature, TTA).
-        teacher: the teacher's metadata (from ``check_teacher``).
+        teacher: the teacher's contract (from ``check_teacher``).
         run_dir: the run folder, where ``teacher.npz`` is kept.
         train: the training split; its ``targets`` are replaced.
     """
@@ -95,9 +98,9 @@ def distill_targets(cfg: TrainConfig, teacher: dict, run_dir: Path, train: Split
     return {
         "teacher": {
             "folder": str(cfg.teacher),
-            "name": teacher.get("name"),
-            "version": teacher.get("version"),
-            "metrics": _headline(teacher),
+            "name": teacher.name,
+            "version": teacher.version,
+            "metrics": _headline(teacher.metrics),
         },
         "weight": cfg.teacher_weight,
         "temperature": cfg.temperature,
@@ -108,11 +111,11 @@ def distill_targets(cfg: TrainConfig, teacher: dict, run_dir: Path, train: Split
     }
 
 
-def _headline(meta: dict) -> dict:
+def _headline(metrics: Mapping[str, Any]) -> dict:
     """The teacher's own accuracy and macro F1 per split, from its export metadata."""
     return {
         split: {k: res[k] for k in ("accuracy", "macro_f1")}
-        for split, res in meta.get("metrics", {}).items()
+        for split, res in metrics.items()
         if "accuracy" in res and "macro_f1" in res
     }
 

@@ -8,14 +8,13 @@ like any other version (at the cost of one member's compute per member).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from trainer.contract import SIGNATURE, ModelContract
 from trainer.errors import TrainerError
-from trainer.evaluate import SIGNATURE
 
 # Fields that must be equal for the members' outputs to mean the same thing.
 CONTRACT = ("labels", "input", "preprocessing", "face_crop")
@@ -24,17 +23,13 @@ CONTRACT = ("labels", "input", "preprocessing", "face_crop")
 class Ensemble(tf.Module):
     """Exported members behind one signature; exportable like a Keras model."""
 
-    def __init__(self, folders: list[Path], metadata: list[dict]):
+    def __init__(self, folders: list[Path], contracts: list[ModelContract]):
         super().__init__(name="ensemble")
         # Attributes of a tf.Module are tracked: saving this module writes the members'
         # variables into the new SavedModel, so it does not depend on their folders.
         self.members = [tf.saved_model.load(str(f)) for f in folders]
-        self.fns = [
-            m.signatures[meta.get("signature", SIGNATURE)]
-            for m, meta in zip(self.members, metadata, strict=True)
-        ]
-        size = int(metadata[0]["input"]["shape"][1])
-        spec = tf.TensorSpec([None, size, size, 3], tf.uint8, name="image")
+        self.fns = [m.signatures[c.signature] for m, c in zip(self.members, contracts, strict=True)]
+        spec = tf.TensorSpec(contracts[0].input.shape, contracts[0].input.dtype, name="image")
         self.serve = tf.function(self._mean, input_signature=[spec])
 
     def _mean(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -50,45 +45,44 @@ class Ensemble(tf.Module):
         tf.saved_model.save(self, filepath, signatures={SIGNATURE: self.serve})
 
 
-def read_members(folders: list[Path]) -> list[dict]:
-    """The members' metadata, refused unless they share one contract and one dataset."""
+def read_members(folders: list[Path]) -> list[ModelContract]:
+    """The members' contracts, refused unless they share one contract and one dataset."""
     if len(folders) < 2:
         raise TrainerError("an ensemble needs at least 2 exported versions")
     if len(set(map(Path.resolve, folders))) < len(folders):
         raise TrainerError("the same version is given twice")
-    metas = []
+    members = []
     for f in folders:
-        if not (f / "metadata.json").is_file():
-            raise TrainerError(f"{f} is not an exported model version (no metadata.json)")
-        meta = json.loads((f / "metadata.json").read_text())
-        if "training" not in meta:
+        member = ModelContract.read(f)
+        if "training" not in member.details:
             # The ensemble is measured on splits rebuilt from a member's training options.
             raise TrainerError(f"{f} is not a trained version (an ensemble?): give its members")
-        metas.append(meta)
-    for f, meta in zip(folders[1:], metas[1:], strict=True):
+        members.append(member)
+    for f, member in zip(folders[1:], members[1:], strict=True):
         for key in CONTRACT:
-            if meta.get(key) != metas[0].get(key):
+            if getattr(member, key) != getattr(members[0], key):
                 raise TrainerError(f"{f} differs from {folders[0]} in {key!r}: cannot average")
-    prints = {m.get("dataset", {}).get("fingerprint") for m in metas}
+    prints = {m.details.get("dataset", {}).get("fingerprint") for m in members}
     if len(prints) != 1 or None in prints:
         # Different training data would put one member's training images in another's
         # validation split, and the ensemble's validation figures would mean nothing.
         raise TrainerError(
             f"the members were not trained on the same data (dataset fingerprints {prints})"
         )
-    return metas
+    return members
 
 
-def member_summary(folder: Path, meta: dict) -> dict:
+def member_summary(folder: Path, member: ModelContract) -> dict:
     """What the ensemble's metadata and card say about one member."""
-    init = meta.get("init", {})
+    details = member.details
+    init = details.get("init", {})
     return {
         "folder": str(folder),
-        "name": meta["name"],
-        "version": meta["version"],
-        "code_revision": meta.get("code_revision"),
-        "val_accuracy": meta.get("metrics", {}).get("val", {}).get("accuracy"),
-        "training": meta.get("training", {}),
+        "name": member.name,
+        "version": member.version,
+        "code_revision": details.get("code_revision"),
+        "val_accuracy": member.metrics.get("val", {}).get("accuracy"),
+        "training": details.get("training", {}),
         "init_from": init.get("folder"),
-        "train_seconds": meta.get("train_seconds", 0) + init.get("total_train_seconds", 0),
+        "train_seconds": details.get("train_seconds", 0) + init.get("total_train_seconds", 0),
     }

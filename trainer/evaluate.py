@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +10,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
-from trainer.errors import TrainerError
-
-SIGNATURE = "serving_default"
+from trainer.contract import ModelContract, read_labels
 
 
 @dataclass
@@ -21,8 +18,8 @@ class Exported:
     """A loaded SavedModel and its contract files."""
 
     fn: Callable[[tf.Tensor], dict[str, tf.Tensor]]  # the serving signature
-    metadata: dict
-    labels: list[str]
+    contract: ModelContract
+    labels: list[str]  # labels.json's: the class order the service reports
 
     def predict(self, images: np.ndarray, batch: int = 256, flip_tta: bool = False) -> np.ndarray:
         """Class probabilities for uint8 images; with ``flip_tta`` averaged with the mirror."""
@@ -36,20 +33,17 @@ class Exported:
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
     def _call(self, x: np.ndarray) -> np.ndarray:
-        res = self.fn(tf.constant(np.ascontiguousarray(x), tf.uint8))
+        res = self.fn(tf.constant(np.ascontiguousarray(x), self.contract.input.dtype))
         return next(iter(res.values())).numpy()
 
 
 def load_exported(model_dir: Path) -> Exported:
-    meta_file = model_dir / "metadata.json"
-    if not meta_file.is_file():
-        raise TrainerError(f"{model_dir} is not an exported model (no metadata.json)")
-    metadata = json.loads(meta_file.read_text())
-    labels = json.loads((model_dir / "labels.json").read_text())
+    """The exported version in ``model_dir``, its contract checked (ContractError if not)."""
+    contract = ModelContract.read(model_dir)
+    labels = read_labels(model_dir)
     loaded = tf.saved_model.load(str(model_dir))
-    sig = loaded.signatures[metadata.get("signature", SIGNATURE)]
-    fn = _keep_alive(sig, loaded)
-    return Exported(fn, metadata, labels)
+    fn = _keep_alive(loaded.signatures[contract.signature], loaded)
+    return Exported(fn, contract, labels)
 
 
 def _keep_alive(sig, loaded):

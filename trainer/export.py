@@ -1,16 +1,18 @@
-"""Write the model contract: ``models/<name>/<version>/`` with SavedModel, labels, metadata.
+"""Write an exported version: ``models/<name>/<version>/`` with SavedModel, labels, metadata.
 
 The folder is assembled under a hidden temporary name and renamed when complete, so the
-service (which only looks at numbered folders) never sees half a model.
+service (which only looks at numbered folders) never sees half a model. The contract
+files themselves are trainer/contract.py's.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,25 +20,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import trainer.contract
+from trainer.contract import SIGNATURE, ModelContract
 from trainer.errors import TrainerError
-from trainer.evaluate import SIGNATURE, load_exported
-from trainer.images import COLOR_MODE
+from trainer.evaluate import Exported, load_exported
 
-# What the service must do to a face before calling the signature; it reads this, not code.
-PREPROCESSING = {
-    "decode": "Pillow, EXIF orientation applied, first frame",
-    "color": COLOR_MODE,  # convert to 8-bit luma (Pillow "L"), repeat to 3 channels
-    "resize_shrink": "INTER_AREA",  # OpenCV interpolation when the crop is larger
-    "resize_enlarge": "INTER_LINEAR",  # ... and when it is smaller than the input
-    "scaling": "inside the model (x / 127.5 - 1)",
-    "dtype": "uint8",
-}
-# The dataset's faces are tight, roughly aligned square crops; a detector box is made
-# square and scaled by this factor so service crops look like training images. Measured:
-# YuNet on 775 FER2013 PrivateTest faces (upscaled to 160 px, padded to 400) gives boxes
-# whose long side is the crop's side times 0.99 (median; quartiles 0.91-1.08), centred
-# within 1.3% of it, so the box itself, squared, is the training framing.
-FACE_CROP = {"square": True, "scale": 1.0}
+# Called on the reloaded export before it is published: it may write reports into the
+# folder and returns the contract to publish (the one it was given, with details added).
+Finish = Callable[[Exported, Path], ModelContract]
 
 
 class Exportable(Protocol):
@@ -78,23 +69,19 @@ def code_revision() -> str:
         return "unknown"
 
 
-def base_metadata(name: str, version: int, labels: list[str], size: int) -> dict:
-    return {
-        "name": name,
-        "version": version,
-        "format": "tf_saved_model",
-        "signature": SIGNATURE,
-        "input": {"shape": [None, size, size, 3], "dtype": "uint8", "range": [0, 255]},
-        "output": "probabilities, one per label, in labels order",
-        "labels": labels,
-        "preprocessing": PREPROCESSING,
-        "face_crop": FACE_CROP,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "python": platform.python_version(),
-        "code_revision": code_revision(),
-    }
+def base_contract(name: str, version: int, labels: Sequence[str], size: int) -> ModelContract:
+    """The contract of a new export: this trainer's rules, ``size`` px, and its provenance."""
+    return ModelContract.new(
+        name,
+        version,
+        labels,
+        size,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        tensorflow=tf.__version__,
+        keras=keras.__version__,
+        python=platform.python_version(),
+        code_revision=code_revision(),
+    )
 
 
 def write_saved_model(model: Exportable, tmp: Path, sample: np.ndarray) -> float:
@@ -110,29 +97,32 @@ def write_saved_model(model: Exportable, tmp: Path, sample: np.ndarray) -> float
 
 
 def export(
-    model: Exportable, models_dir: Path, metadata: dict, sample: np.ndarray, finish=None
+    model: Exportable,
+    models_dir: Path,
+    contract: ModelContract,
+    sample: np.ndarray,
+    finish: Finish | None = None,
 ) -> Path:
     """Write the versioned model folder atomically.
 
     Args:
         model: the trained Keras model or an Ensemble (uint8 images in, probabilities out).
         models_dir: the root holding ``<name>/<version>/``.
-        metadata: contract fields (``base_metadata`` plus training details).
+        contract: what metadata.json will say (``base_contract`` plus training details).
         sample: a few uint8 images to check the reloaded export against ``model``.
-        finish: optional callback(Exported, tmp_dir) run on the reloaded export before the
-            rename; it may add metrics to ``metadata`` and write reports into the folder.
+        finish: optional, run on the reloaded export (whose contract has the export check
+            added) before the rename; the contract it returns is the one published.
     """
-    final = models_dir / metadata["name"] / str(metadata["version"])
+    final = models_dir / contract.name / str(contract.version)
     if final.exists():
         raise TrainerError(f"{final} already exists; model versions are never overwritten")
-    tmp = final.parent / f".tmp-{metadata['version']}-{int(time.time())}"
+    tmp = final.parent / f".tmp-{contract.version}-{int(time.time())}"
     tmp.mkdir(parents=True)
     try:
-        metadata["export_check_max_diff"] = write_saved_model(model, tmp, sample)
-        _write_contract(tmp, metadata)
+        diff = write_saved_model(model, tmp, sample)
+        contract.with_details(export_check_max_diff=diff).write(tmp)
         if finish is not None:
-            finish(load_exported(tmp), tmp)
-            _write_contract(tmp, metadata)
+            finish(load_exported(tmp), tmp).write(tmp)
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -140,6 +130,7 @@ def export(
     return final
 
 
-def _write_contract(folder: Path, metadata: dict) -> None:
-    (folder / "labels.json").write_text(json.dumps(metadata["labels"], indent=2) + "\n")
-    (folder / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+# The trainer's rules as metadata.json holds them: tests/test_contract.py compares an
+# export's metadata with these. Trainer code uses the typed ones, trainer.contract's.
+PREPROCESSING = asdict(trainer.contract.PREPROCESSING)
+FACE_CROP = asdict(trainer.contract.FACE_CROP)

@@ -1,9 +1,10 @@
 """Decode dataset images into the model's input format, in parallel, skipping bad files.
 
-This is one side of the preprocessing contract written into the model's metadata: decode
-with Pillow, convert to 8-bit grayscale ("L"), resize with OpenCV (INTER_AREA when
-shrinking, INTER_LINEAR when enlarging) and repeat the gray channel three times. The
-service implements the same steps from the metadata; a test checks they agree.
+This is the trainer's side of the preprocessing contract (trainer.contract.PREPROCESSING,
+which every export's metadata repeats): decode with Pillow, convert to 8-bit grayscale
+("L"), resize with the OpenCV interpolation the contract names for shrinking or enlarging,
+and repeat the gray channel three times. The service implements the same steps from the
+metadata; a test checks they agree.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from trainer.contract import PREPROCESSING
 from trainer.errors import DataError
 
-COLOR_MODE = "gray3"
+# The one colour rule this module applies: "gray3" is Pillow's 8-bit luma, then three
+# equal channels (to_model_input). Another rule in the contract fails here, at import.
+_PILLOW_MODE = {"gray3": "L"}[PREPROCESSING.color]
 BLANK_STD = 2.0  # pixel standard deviation below which an image counts as blank
 
 
@@ -27,14 +31,15 @@ def read_pixels(path: Path) -> np.ndarray:
     """Decode one image file to a 2-D uint8 gray array (first frame of animations)."""
     with Image.open(path) as im:
         im.seek(0)
-        return np.asarray(im.convert("L"), dtype=np.uint8)
+        return np.asarray(im.convert(_PILLOW_MODE), dtype=np.uint8)
 
 
 def to_model_input(gray: np.ndarray, size: int) -> np.ndarray:
     """Resize a gray array to ``size`` x ``size`` and repeat it into three channels."""
     h, w = gray.shape[:2]
-    interp = cv2.INTER_AREA if h > size or w > size else cv2.INTER_LINEAR
     if (h, w) != (size, size):
+        # The contract names OpenCV's interpolation flags (INTER_AREA, INTER_LINEAR, ...).
+        interp = getattr(cv2, PREPROCESSING.interpolation(h, w, size))
         gray = cv2.resize(gray, (size, size), interpolation=interp)
     return np.repeat(gray[:, :, None], 3, axis=2)
 

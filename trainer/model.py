@@ -13,6 +13,7 @@ from keras import layers
 
 from trainer.appearance import appearance_steps
 from trainer.config import TrainConfig
+from trainer.contract import PIXEL_DIVISOR, PIXEL_OFFSET, PREPROCESSING
 from trainer.errors import TrainerError
 
 
@@ -73,8 +74,10 @@ def _base(cfg: TrainConfig) -> keras.Model:
 def build_model(cfg: TrainConfig, num_classes: int) -> tuple[keras.Model, keras.Model]:
     """The classifier (uint8 images in, class probabilities out) and its base network."""
     size = cfg.input_size
-    inputs = keras.Input((size, size, 3), dtype="uint8", name="image")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="mobilenet_v2_scale")(inputs)
+    inputs = keras.Input((size, size, 3), dtype=PREPROCESSING.dtype, name="image")
+    # The contract's "scaling": MobileNetV2's [-1, 1], inside the model.
+    scale = layers.Rescaling(1.0 / PIXEL_DIVISOR, offset=PIXEL_OFFSET, name="mobilenet_v2_scale")
+    x = scale(inputs)
     base = _base(cfg)
     # training=False pins BatchNorm to its ImageNet statistics even when the layers are
     # later unfrozen; without it, BatchNorm follows the trainable flag (keras-io guide).

@@ -1,19 +1,26 @@
-"""MODEL_CARD.md: what a user should know before trusting the model."""
+"""MODEL_CARD.md: what a user should know before trusting the model.
+
+Written from the export's contract: its typed fields, and its details (training, data,
+metrics) as the metadata holds them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from trainer.contract import ModelContract
 from trainer.evaluate import markdown_table
 
 
-def _metrics_section(meta: dict) -> str:
+def _metrics_section(contract: ModelContract) -> str:
     parts = []
-    for name, res in meta.get("metrics", {}).items():
+    for name, res in contract.metrics.items():
         parts.append(
             f"### {name} split ({res['images']} images)\n\n"
             f"Accuracy **{res['accuracy']:.4f}**, macro F1 **{res['macro_f1']:.4f}**."
-            f"\n\n{markdown_table(res, meta['labels'])}\n\n"
+            f"\n\n{markdown_table(res, list(contract.labels))}\n\n"
             f"![confusion matrix](confusion_{name}.png)\n"
         )
     return "\n".join(parts) or "No evaluation was run.\n"
@@ -24,7 +31,7 @@ def _speed(history: list[dict], stage: int) -> str:
     return f"{sum(v) / len(v):.0f}" if v else "n/a"
 
 
-def _init_section(meta: dict) -> str:
+def _init_section(meta: Mapping[str, Any]) -> str:
     init = meta.get("init")
     if not init:
         return ""
@@ -54,7 +61,7 @@ def _appearance(t: dict) -> str:
     return (", " + ", ".join(on)) if on else ""
 
 
-def _distill_section(meta: dict) -> str:
+def _distill_section(meta: Mapping[str, Any]) -> str:
     d = meta.get("distillation")
     if not d:
         return ""
@@ -78,19 +85,19 @@ targets are the labels. The teacher agrees with the training labels' argmax on
 """
 
 
-def _contract(meta: dict) -> str:
-    pre = meta["preprocessing"]
+def _contract(contract: ModelContract) -> str:
+    pre = contract.preprocessing
     return f"""## Contract
 
-- Input: uint8 `{meta["input"]["shape"]}`, gray face repeated to 3 channels
-  (`{pre["color"]}`), resized with OpenCV {pre["resize_shrink"]} / {pre["resize_enlarge"]};
+- Input: uint8 `{contract.input.shape}`, gray face repeated to 3 channels
+  (`{pre.color}`), resized with OpenCV {pre.resize_shrink} / {pre.resize_enlarge};
   scaling is inside the model.
-- Face crop: detector box made square and scaled by {meta["face_crop"]["scale"]}.
-- Signature `{meta["signature"]}` of the SavedModel; labels in `labels.json`.
+- Face crop: detector box made square and scaled by {contract.face_crop.scale}.
+- Signature `{contract.signature}` of the SavedModel; labels in `labels.json`.
 """
 
 
-def _limits(meta: dict) -> str:
+def _limits(meta: Mapping[str, Any]) -> str:
     return f"""## Limits
 
 - Trained on 48x48 grayscale, mostly frontal faces of FER2013: expect lower accuracy on
@@ -104,15 +111,16 @@ Built with TensorFlow {meta["tensorflow"]}, Keras {meta["keras"]}, code revision
 """
 
 
-def _trained_with(meta: dict) -> str:
+def _trained_with(meta: Mapping[str, Any]) -> str:
     revs = meta.get("training_code_revisions")
     if not revs or revs == [meta["code_revision"]]:
         return ""
     return " Trained with code revision(s) " + ", ".join(f"`{r}`" for r in revs) + "."
 
 
-def model_card(meta: dict) -> str:
-    """The card for one exported version, from its metadata."""
+def model_card(contract: ModelContract) -> str:
+    """The card for one exported version, from its contract."""
+    meta = contract.details
     t = meta["training"]
     ds = meta["dataset"]
     hist = meta.get("history", [])
@@ -122,11 +130,11 @@ def model_card(meta: dict) -> str:
         if t["labels"]
         else "class-folder names"
     )
-    return f"""# {meta["name"]} model, version {meta["version"]}
+    return f"""# {contract.name} model, version {contract.version}
 
-Facial emotion classifier: one face crop in, probabilities of {", ".join(meta["labels"])} out.
+Facial emotion classifier: one face crop in, probabilities of {", ".join(contract.labels)} out.
 
-{_contract(meta)}
+{_contract(contract)}
 ## Data
 
 - Source: `{t["data"]}`, labels from {labels_src}.
@@ -155,13 +163,14 @@ training machine.
 {_distill_section(meta)}
 ## Metrics
 
-{_metrics_section(meta)}
+{_metrics_section(contract)}
 
 {_limits(meta)}"""
 
 
-def ensemble_card(meta: dict) -> str:
+def ensemble_card(contract: ModelContract) -> str:
     """The card for an ensemble version: its members, then the same metrics and limits."""
+    meta = contract.details
     ens = meta["ensemble"]
     rows = ["| member | recipe | epochs | started from | val accuracy | training, with its start |"]
     rows.append("|---|---|---|---|---|---|")
@@ -175,13 +184,13 @@ def ensemble_card(meta: dict) -> str:
             f"{'n/a' if val is None else f'{val:.4f}'} | {m['train_seconds'] / 60:.0f} min |"
         )
     members = "\n".join(rows)
-    return f"""# {meta["name"]} model, version {meta["version"]}
+    return f"""# {contract.name} model, version {contract.version}
 
-Facial emotion classifier: one face crop in, probabilities of {", ".join(meta["labels"])} out.
+Facial emotion classifier: one face crop in, probabilities of {", ".join(contract.labels)} out.
 An ensemble: {ens["combine"]} of {len(ens["members"])} exported versions, in one
 SavedModel (the members' weights are inside it; it costs the compute of all of them).
 
-{_contract(meta)}
+{_contract(contract)}
 ## Members
 
 Made with `python -m trainer ensemble` from these versions (their own model cards give
@@ -196,6 +205,6 @@ min (epochs only).
 
 ## Metrics
 
-{_metrics_section(meta)}
+{_metrics_section(contract)}
 
 {_limits(meta)}"""

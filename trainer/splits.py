@@ -1,20 +1,23 @@
-"""Turn a scanned dataset into decoded train / validation (/ test) arrays.
+"""Turn a scanned dataset into decoded arrays: a run's splits, or an evaluation set.
 
-Decodes every image once, drops what the options say (exact duplicates, blank images),
-and makes a seeded stratified validation split when the data has none.
+For training (``prepare_run``): decodes every image once, drops what the options say
+(exact duplicates, blank images), and makes a seeded stratified validation split when the
+data has none. For evaluation (``evaluation_set``): one split, decoded at a model's input
+size, minus what the evaluation leaves out.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
 from trainer.config import TrainConfig
-from trainer.data import Dataset, Sample
+from trainer.data import Dataset, Sample, load_dataset
 from trainer.errors import DataError
 from trainer.images import BLANK_STD, decode_all
 
@@ -128,6 +131,21 @@ def prepare(ds: Dataset, cfg: TrainConfig) -> Prepared:
     return report
 
 
+def prepare_run(cfg: TrainConfig) -> Prepared:
+    """The run's dataset, scanned as ``cfg`` says, decoded and split."""
+    ds = load_dataset(
+        Path(cfg.data),
+        Path(cfg.labels) if cfg.labels else None,
+        cfg.label_column,
+        cfg.soft_labels,
+        cfg.min_votes,
+    )
+    prep = prepare(ds, cfg)
+    prep.fingerprint = ds.fingerprint()
+    prep.skipped = dict(ds.skipped)
+    return prep
+
+
 def _stratify(labels: np.ndarray) -> np.ndarray | None:
     # A class with a single image cannot be stratified; fall back to a plain random split.
     return labels if np.bincount(labels).min(initial=2) >= 2 else None
@@ -144,3 +162,49 @@ def class_weights(labels: np.ndarray, n: int, mode: str) -> dict[int, float] | N
     weights = dict.fromkeys(range(n), 1.0)
     weights.update({int(c): float(x) for c, x in zip(present, w, strict=True)})
     return weights
+
+
+@dataclass
+class EvaluationSet:
+    """Decoded, labelled images of one evaluation set and what was left out of it."""
+
+    images: np.ndarray  # uint8, (n, size, size, 3), gray in three channels
+    y: np.ndarray  # class indices into ``classes``
+    classes: list[str]
+    dropped: dict[str, int]
+
+
+def evaluation_set(
+    data: Path,
+    size: int,
+    *,
+    labels: Path | None = None,
+    label_column: str = "label",
+    split: str | None = None,
+    exclude_duplicates_of: Path | None = None,
+    drop_blank: bool = False,
+) -> EvaluationSet:
+    """The images ``evaluate`` measures on, decoded at ``size``: one split of ``data``, minus
+    unreadable files, blanks and copies of ``exclude_duplicates_of`` images if asked.
+    (Public so benchmarks can run other models on exactly the same images.)"""
+    ds = load_dataset(data, labels, label_column, require_all=False)
+    samples = ds.split(split) if split else ds.samples
+    if not samples:
+        raise DataError(f"no images in split {split!r} of {data} (splits: {ds.splits()})")
+    dec = decode_all([s.path for s in samples], size)
+    keep = list(range(len(dec.ok)))
+    dropped = {"unreadable": len(dec.failed)}
+    if drop_blank:
+        keep = [i for i in keep if dec.stds[i] >= BLANK_STD]
+        dropped["blank"] = len(dec.ok) - len(keep)
+    if exclude_duplicates_of is not None:
+        seen = set(decode_all(_all_files(exclude_duplicates_of), 8).hashes)
+        before = len(keep)
+        keep = [i for i in keep if dec.hashes[i] not in seen]
+        dropped["also in " + str(exclude_duplicates_of)] = before - len(keep)
+    y = np.array([samples[dec.ok[i]].label for i in keep])
+    return EvaluationSet(dec.images[keep], y, ds.classes, dropped)
+
+
+def _all_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))

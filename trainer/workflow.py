@@ -1,24 +1,23 @@
-"""The commands behind the CLI: train-and-export, and evaluate an exported model."""
+"""The commands behind the CLI: train (or distill) and export, ensemble and export, and
+evaluate an exported model."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from trainer import figures, report
+from trainer import figures, report, run_folder
 from trainer.config import TrainConfig
-from trainer.data import load_dataset
+from trainer.contract import ModelContract
 from trainer.distill import check_teacher, distill_targets
 from trainer.ensemble import Ensemble, member_summary, read_members
 from trainer.errors import DataError
 from trainer.evaluate import Exported, load_exported, markdown_table, metrics
-from trainer.export import base_metadata, export, next_version
-from trainer.images import BLANK_STD, decode_all
-from trainer.splits import Prepared, class_weights
-from trainer.train import fit, open_run, prepare_run, run_revisions
+from trainer.export import base_contract, export, next_version
+from trainer.loop import fit
+from trainer.splits import Prepared, class_weights, evaluation_set, prepare_run
 
 
 def train_and_export(
@@ -30,19 +29,18 @@ def train_and_export(
     split's targets mixed from the labels and the teacher's outputs (trainer/distill.py).
     """
     new_run = cfg is not None
-    cfg = cfg or open_run(run_dir, None)
+    cfg = cfg or run_folder.open_run(run_dir, None)
     prep = prepare_run(cfg)
     teacher = check_teacher(cfg, prep.classes) if cfg.teacher else None
     if new_run:  # only once the data and the teacher are known to be usable
-        open_run(run_dir, cfg)
+        run_folder.open_run(run_dir, cfg)
     _print_data_summary(prep, cfg)
     distilled = distill_targets(cfg, teacher, run_dir, prep.splits["train"]) if teacher else None
-    model = fit(cfg, run_dir, prep)
-    state = json.loads((run_dir / "state.json").read_text())
-    figures.training_curves(state["history"], run_dir / "training_curves.png")
+    model, state = fit(cfg, run_dir, prep)
+    curves = run_dir / run_folder.CURVES
+    figures.training_curves(state["history"], curves)
     version = version or next_version(models_dir, cfg.name)
-    meta = base_metadata(cfg.name, version, prep.classes, cfg.input_size)
-    meta.update(
+    contract = base_contract(cfg.name, version, prep.classes, cfg.input_size).with_details(
         training=json.loads(cfg.to_json()),
         history=state["history"],
         best_epoch=state["best_epoch"],
@@ -51,90 +49,95 @@ def train_and_export(
         dataset=_data_meta(prep),
         train_seconds=round(sum(h.get("seconds", 0) for h in state["history"])),
     )
-    if revisions := run_revisions(run_dir):
-        meta["training_code_revisions"] = revisions
+    if revisions := run_folder.run_revisions(run_dir):
+        contract = contract.with_details(training_code_revisions=revisions)
     if cfg.init_from:
-        meta["init"] = _init_meta(Path(cfg.init_from))
+        contract = contract.with_details(init=_init_meta(Path(cfg.init_from)))
     if distilled:
-        meta["distillation"] = distilled
-    meta["metrics"] = {}
+        contract = contract.with_details(distillation=distilled)
 
-    def finish(exported: Exported, folder: Path) -> None:
-        _measure(exported, prep, meta, folder)
-        curves = run_dir / "training_curves.png"
+    def finish(exported: Exported, folder: Path) -> ModelContract:
+        measured = _measure(exported, prep, folder)
         if curves.exists():
             (folder / curves.name).write_bytes(curves.read_bytes())
-        (folder / "MODEL_CARD.md").write_text(report.model_card(meta))
+        (folder / "MODEL_CARD.md").write_text(report.model_card(measured))
+        return measured
 
     sample = prep.splits["val"].images[:8]
-    final = export(model, models_dir, meta, sample, finish)
+    final = export(model, models_dir, contract.with_details(metrics={}), sample, finish)
     print(f"exported {final}", flush=True)
     return final
 
 
 def ensemble_and_export(folders: list[Path], models_dir: Path, version: int | None = None) -> Path:
     """Export the mean of exported versions as a new version, measured like a trained one."""
-    metas = read_members(folders)
-    first = metas[0]
-    cfg = TrainConfig.from_json(json.dumps(first["training"]))
+    contracts = read_members(folders)
+    first = contracts[0]
+    cfg = TrainConfig.from_json(json.dumps(first.details["training"]))
     prep = prepare_run(cfg)  # the members' own splits: validation figures stay comparable
-    if prep.fingerprint != first["dataset"]["fingerprint"]:
+    if prep.fingerprint != first.details["dataset"]["fingerprint"]:
         raise DataError(f"{cfg.data} has changed since the members were trained")
-    name = first["name"]
-    version = version or next_version(models_dir, name)
-    members = [member_summary(f, m) for f, m in zip(folders, metas, strict=True)]
-    meta = base_metadata(name, version, first["labels"], int(first["input"]["shape"][1]))
-    meta.update(
+    version = version or next_version(models_dir, first.name)
+    members = [member_summary(f, c) for f, c in zip(folders, contracts, strict=True)]
+    contract = base_contract(first.name, version, first.labels, first.input_size).with_details(
         ensemble={"combine": "mean of the members' probabilities", "members": members},
-        dataset=first["dataset"],
-        train_seconds=_lineage_seconds(folders, metas),
+        dataset=first.details["dataset"],
+        train_seconds=_lineage_seconds(folders, contracts),
         metrics={},
     )
 
-    def finish(exported: Exported, folder: Path) -> None:
-        _measure(exported, prep, meta, folder)
-        (folder / "MODEL_CARD.md").write_text(report.ensemble_card(meta))
+    def finish(exported: Exported, folder: Path) -> ModelContract:
+        measured = _measure(exported, prep, folder)
+        (folder / "MODEL_CARD.md").write_text(report.ensemble_card(measured))
+        return measured
 
-    model = Ensemble(folders, metas)
-    final = export(model, models_dir, meta, prep.splits["val"].images[:8], finish)
+    model = Ensemble(folders, contracts)
+    final = export(model, models_dir, contract, prep.splits["val"].images[:8], finish)
     print(f"exported {final}", flush=True)
     return final
 
 
-def _lineage_seconds(folders: list[Path], metas: list[dict]) -> int:
+def _lineage_seconds(folders: list[Path], contracts: list[ModelContract]) -> int:
     """Training time of every member and of what they started from, each counted once."""
-    own = {str(f.resolve()): m.get("train_seconds", 0) for f, m in zip(folders, metas, strict=True)}
-    for m in metas:
-        init = m.get("init")
+    own = {
+        str(f.resolve()): c.details.get("train_seconds", 0)
+        for f, c in zip(folders, contracts, strict=True)
+    }
+    for c in contracts:
+        init = c.details.get("init")
         if init and str(Path(init["folder"]).resolve()) not in own:
             own[str(Path(init["folder"]).resolve())] = init.get("total_train_seconds", 0)
     return round(sum(own.values()))
 
 
-def _measure(exported: Exported, prep: Prepared, meta: dict, folder: Path) -> None:
-    """Validation and test metrics of the reloaded export, with confusion figures."""
+def _measure(exported: Exported, prep: Prepared, folder: Path) -> ModelContract:
+    """The reloaded export's contract with its validation and test metrics added; writes
+    their confusion figures into ``folder``."""
+    results = dict(exported.contract.metrics)
     for name in ("val", "test"):
         if name in prep.splits:
             split = prep.splits[name]
             res = metrics(split.labels, exported.predict(split.images), prep.classes)
-            meta["metrics"][name] = res
+            results[name] = res
             figures.confusion(
                 res["confusion"], prep.classes, folder / f"confusion_{name}.png", f"{name} split"
             )
+    return exported.contract.with_details(metrics=results)
 
 
 def _init_meta(folder: Path) -> dict:
     """What a warm-started model started from, so its card can give the whole history."""
-    init = json.loads((folder / "metadata.json").read_text())
-    seconds = init.get("train_seconds", 0) + init.get("init", {}).get("total_train_seconds", 0)
+    init = ModelContract.read(folder)
+    own = init.details.get("train_seconds", 0)
+    seconds = own + init.details.get("init", {}).get("total_train_seconds", 0)
     return {
         "folder": str(folder),
-        "name": init.get("name"),
-        "version": init.get("version"),
-        "code_revision": init.get("code_revision"),
-        "train_seconds": init.get("train_seconds", 0),
+        "name": init.name,
+        "version": init.version,
+        "code_revision": init.details.get("code_revision"),
+        "train_seconds": own,
         "total_train_seconds": seconds,  # including what that model started from
-        "training": init.get("training", {}),
+        "training": init.details.get("training", {}),
     }
 
 
@@ -190,7 +193,7 @@ def evaluate_command(
     exported = load_exported(model_dir)
     es = evaluation_set(
         data,
-        int(exported.metadata["input"]["shape"][1]),
+        exported.contract.input_size,
         labels=labels,
         label_column=label_column,
         split=split,
@@ -205,57 +208,11 @@ def evaluate_command(
         flip_tta=flip_tta,
         data=str(data),
         split=split or "all",
-        model=f"{exported.metadata['name']}/{exported.metadata['version']}",
+        model=f"{exported.contract.name}/{exported.contract.version}",
     )
     if out is not None:
         _write_eval(res, exported.labels, out, title or f"{data.name} {split or 'all'}")
     return res
-
-
-@dataclass
-class EvaluationSet:
-    """Decoded, labelled images of one evaluation set and what was left out of it."""
-
-    images: np.ndarray  # uint8, (n, size, size, 3), gray in three channels
-    y: np.ndarray  # class indices into ``classes``
-    classes: list[str]
-    dropped: dict[str, int]
-
-
-def evaluation_set(
-    data: Path,
-    size: int,
-    *,
-    labels: Path | None = None,
-    label_column: str = "label",
-    split: str | None = None,
-    exclude_duplicates_of: Path | None = None,
-    drop_blank: bool = False,
-) -> EvaluationSet:
-    """The images ``evaluate`` measures on, decoded at ``size``: one split of ``data``, minus
-    unreadable files, blanks and copies of ``exclude_duplicates_of`` images if asked.
-    (Public so benchmarks can run other models on exactly the same images.)"""
-    ds = load_dataset(data, labels, label_column, require_all=False)
-    samples = ds.split(split) if split else ds.samples
-    if not samples:
-        raise DataError(f"no images in split {split!r} of {data} (splits: {ds.splits()})")
-    dec = decode_all([s.path for s in samples], size)
-    keep = list(range(len(dec.ok)))
-    dropped = {"unreadable": len(dec.failed)}
-    if drop_blank:
-        keep = [i for i in keep if dec.stds[i] >= BLANK_STD]
-        dropped["blank"] = len(dec.ok) - len(keep)
-    if exclude_duplicates_of is not None:
-        seen = set(decode_all(_all_files(exclude_duplicates_of), 8).hashes)
-        before = len(keep)
-        keep = [i for i in keep if dec.hashes[i] not in seen]
-        dropped["also in " + str(exclude_duplicates_of)] = before - len(keep)
-    y = np.array([samples[dec.ok[i]].label for i in keep])
-    return EvaluationSet(dec.images[keep], y, ds.classes, dropped)
-
-
-def _all_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 def _check_same_classes(classes: list[str], labels: list[str]) -> None:

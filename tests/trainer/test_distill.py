@@ -68,7 +68,7 @@ def test_train_targets_are_the_mix_of_labels_and_softened_teacher(tiny_model, ti
     from trainer.config import make_config
     from trainer.distill import check_teacher, distill_targets
     from trainer.evaluate import load_exported
-    from trainer.train import prepare_run
+    from trainer.splits import prepare_run
 
     def targets(weight: float, temperature: float) -> tuple[np.ndarray, np.ndarray, dict]:
         cfg = make_config(
@@ -142,10 +142,12 @@ def test_resume_refuses_a_teacher_cache_of_other_images(distilled, tmp_path, cap
 
 
 def _fake_teacher(folder: Path, labels: list[str], size: int) -> Path:
-    """A version folder with only the metadata the options are checked against."""
+    """A version folder with only the contract files (no SavedModel): what the options
+    are checked against."""
+    from trainer.contract import ModelContract
+
     folder.mkdir(parents=True)
-    meta = {"name": "emotion", "version": 9, "labels": labels, "input": {"shape": [None, size]}}
-    (folder / "metadata.json").write_text(json.dumps(meta))
+    ModelContract.new("emotion", 9, labels, size).write(folder)
     return folder
 
 
