@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bench.images import SETS
@@ -33,32 +34,28 @@ def make_analyzer(
 ):
     """The service's own Analyzer with the real model and detector, loaded and warm, and
     the service's settings (FER_* variables) unless told otherwise."""
+    from service.analyzer import Analyzer
     from service.config import Settings
-    from service.detection import make_detector
-    from service.pipeline import Analyzer
-    from service.registry import ModelSlot
-    from service.runtime import make_classifier
 
     settings = Settings.from_env()
-    model = make_classifier(
-        model_dir,
-        runtime or settings.runtime,
-        settings.precision,
-        threads or settings.threads_per_worker(),
-        flip_tta,
-    )
-    if not model.ready:
-        raise SystemExit(f"model did not load: {model.error}")
-    yunet = str(YUNET) if YUNET.is_file() else ""
-    found = make_detector(
-        detector or settings.detector,
-        yunet,
-        0.0,
-        settings.detect_max_side,
-        threads or settings.threads_per_worker(),
-    )
-    side = settings.decode_max_side if decode_max_side is None else decode_max_side
-    return Analyzer(ModelSlot.fixed(model), found, settings.max_pixels, None, side)
+    overrides = {
+        "model_dir": Path(model_dir),
+        "flip_tta": flip_tta,
+        "runtime": runtime or settings.runtime,
+        "inference_threads": threads or settings.inference_threads,
+        "detector": detector or settings.detector,
+        "yunet_model": str(YUNET) if YUNET.is_file() else "",
+        "detector_score": 0.0,
+        "batch": False,  # one caller thread: nothing to batch
+    }
+    if decode_max_side is not None:
+        overrides["decode_max_side"] = decode_max_side
+    analyzer = Analyzer.from_settings(replace(settings, **overrides))
+    analyzer.models.check()
+    model = analyzer.models.peek()
+    if model is None or not model.ready:
+        raise SystemExit(f"model did not load: {analyzer.models.status_error()}")
+    return analyzer
 
 
 def one_thread() -> None:
@@ -73,7 +70,8 @@ def one_thread() -> None:
 
 def measure(analyzer, bodies: list[bytes], detect: bool, seconds: float) -> dict:
     """Images/s and mean ms per stage over ``seconds`` of back-to-back calls."""
-    from service.pipeline import Options
+    from service.analyzer import Options
+    from service.serialize import timings_ms
 
     opts = Options(detect=detect)
     for body in bodies[:3]:  # warm caches (first JPEG decode, detector input size)
@@ -82,10 +80,11 @@ def measure(analyzer, bodies: list[bytes], detect: bool, seconds: float) -> dict
     faces, n = 0, 0
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        result = analyzer.analyze(bodies[n % len(bodies)], opts)
+        analysis = analyzer.analyze(bodies[n % len(bodies)], opts)
+        ms = timings_ms(analysis.seconds)  # as /predict reports them
         for stage in timings:
-            timings[stage].append(result["timings_ms"][stage])
-        faces += len(result["faces"])
+            timings[stage].append(ms[stage])
+        faces += len(analysis.faces)
         n += 1
     elapsed = time.perf_counter() - t0
     return {

@@ -2,13 +2,15 @@
 
 Every error response is ``{"error": {"code", "message"[, "fields"]}, "request_id"}``,
 except under ``/v2``, where the Open Inference Protocol's ``{"error": "<message>"}`` is.
+The handlers record each response's error code in ``g.error_code`` for the metrics
+(service.hooks), so nothing reads a code back from a body.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("service.errors")
@@ -76,13 +78,17 @@ V2_PREFIX = "/v2"  # the Open Inference Protocol's paths (service.inference_v2)
 def _body(code: str, message: str, fields: dict | None = None) -> dict:
     """The error body for the current request's path."""
     if request.path == V2_PREFIX or request.path.startswith(V2_PREFIX + "/"):
-        g.error_code = code  # the body has no code: service.hooks counts it from here
         return {"error": message}
     return error_body(code, message, fields)
 
 
-def _json(code: str, message: str, status: int, fields=None, headers=None):
-    resp = jsonify(_body(code, message, fields))
+def _response(code: str, message: str, fields: dict | None = None) -> Response:
+    g.error_code = code  # service.hooks counts it, whichever shape the body has
+    return jsonify(_body(code, message, fields))
+
+
+def _json(code: str, message: str, status: int, fields=None, headers=None) -> Response:
+    resp = _response(code, message, fields)
     resp.status_code = status
     for k, v in (headers or {}).items():
         resp.headers[k] = v
@@ -109,7 +115,7 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(e: HTTPException):
         # Start from Werkzeug's response so headers such as Allow (405) survive.
         resp = e.get_response()
-        body = jsonify(_body(code_for_status(e.code, e.name), e.description or e.name))
+        body = _response(code_for_status(e.code, e.name), e.description or e.name)
         resp.set_data(body.get_data())
         resp.content_type = "application/json"
         return resp

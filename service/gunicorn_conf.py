@@ -86,7 +86,9 @@ def when_ready(server):
 def post_worker_init(worker):
     # After gunicorn set the worker's own handlers (it resets SIGHUP to the default,
     # which would kill the worker).
-    models = worker.wsgi.extensions["fer"].models
+    from service.state import state_of
+
+    models = state_of(worker.wsgi).models
     signal.signal(signal.SIGHUP, lambda *_: models.wake())
 
 

@@ -8,10 +8,11 @@ import re
 import time
 import uuid
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 
 from service import metrics
 from service.errors import V2_PREFIX, Unauthorized
+from service.state import current_state
 
 log = logging.getLogger("service.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -48,7 +49,7 @@ def _protected(path: str) -> bool:
 
 
 def app_key() -> str:
-    return current_app.extensions["fer"].settings.api_key
+    return current_state().settings.api_key
 
 
 def _endpoint() -> str:
@@ -62,12 +63,8 @@ def _finish(resp):
     endpoint = _endpoint()
     metrics.REQUESTS.labels(endpoint, request.method, str(resp.status_code)).inc()
     metrics.LATENCY.labels(endpoint, request.method).observe(seconds)
-    if resp.status_code >= 400 and resp.is_json:
-        err = (resp.get_json(silent=True) or {}).get("error")
-        if isinstance(err, dict):
-            metrics.ERRORS.labels(err.get("code", "error")).inc()
-        elif "error_code" in g:  # the Open Inference Protocol's {"error": "<message>"}
-            metrics.ERRORS.labels(g.error_code).inc()
+    if resp.status_code >= 400 and "error_code" in g:  # set by the error handlers
+        metrics.ERRORS.labels(g.error_code).inc()
     if endpoint not in ("/metrics", "/health"):
         log.info(
             "request",

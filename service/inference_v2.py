@@ -15,18 +15,15 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from service import v2_messages, v2_models
 from service.errors import V2_PREFIX, APIError
+from service.state import current_state
 
 bp = Blueprint("v2", __name__, url_prefix=V2_PREFIX)
 SERVER_NAME = "fer-service"
 EXTENSIONS = ["binary_tensor_data", "classification"]
 
 
-def _state():
-    return current_app.extensions["fer"]
-
-
 def _lookup(name: str, version: str | None):
-    state = _state()
+    state = current_state()
     return v2_models.lookup(state.models, name, version, state.detector.name)
 
 
@@ -46,7 +43,7 @@ def live():
 
 @bp.get("/health/ready")
 def ready():
-    model = _state().models.peek()
+    model = current_state().models.peek()
     ok = bool(model and model.ready and model.warm)
     # The protocol: 200 means ready, a 4xx not ready (Triton answers 400).
     return jsonify(ready=ok), 200 if ok else 400
@@ -76,7 +73,7 @@ def model_ready(name: str, version: str | None = None):
 def infer(name: str, version: str | None = None):
     served, model = _lookup(name, version)
     req = _read_request()
-    state = _state()
+    state = current_state()
     limits = v2_models.InferLimits.from_settings(state.settings)
     produced = v2_models.infer(served, model, req, state.analyzer, limits)
     rid = req.id if req.id is not None else g.get("request_id", "")

@@ -83,21 +83,12 @@ VIDEO_STAGE = Histogram(
 
 
 def observe_image(seconds: dict[str, float], emotions: list[str]) -> None:
-    """Record one image's stage timings (s), face count and emotions."""
+    """Record one image's stage timings (s), face count and each face's top emotion."""
     for stage, s in seconds.items():
         STAGE.labels(stage).observe(s)
     FACES.observe(len(emotions))
     for emotion in emotions:
         PREDICTIONS.labels(emotion).inc()
-
-
-def observe_result(result: dict) -> None:
-    """The same from /predict's JSON answer for one image."""
-    timings = result.get("timings_ms", {})
-    observe_image(
-        {stage: ms / 1000.0 for stage, ms in timings.items() if stage != "total"},
-        [face["emotion"] for face in result.get("faces", [])],
-    )
 
 
 def set_model(name: str, version: str, runtime: str, precision: str, ready: bool) -> None:

@@ -1,15 +1,14 @@
-"""The classifier protocol, model-version resolution, and what every runtime shares.
+"""The classifier protocol, and what every runtime's classifier of one version shares.
 
-The model folder follows the trainer's contract (``models/<name>/<version>/``:
-SavedModel, ``labels.json``, ``metadata.json``). The service reads input size, colour
-handling, crop rule and class order from the metadata, never from code. How the
+A classifier is built for one version folder (the registry chose it: service.registry)
+and loads exactly that folder: its contract (service.contract: input size, colour
+handling, crop rule and class order, never from code) and its SavedModel. How the
 SavedModel is executed (TensorFlow, OpenVINO) is a runtime's business: see
 service.runtime.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -17,25 +16,41 @@ from typing import Protocol
 
 import numpy as np
 
+from service.contract import Contract
+
 log = logging.getLogger("service.model")
 # Batch sizes traced or compiled at warm-up; larger batches are cut into chunks of the last.
 BUCKETS = (1, 2, 4, 8, 16, 32)
 
 
 class Classifier(Protocol):
-    """What the service needs from a model; tests pass fakes with the same attributes."""
+    """What the service needs from a model version; tests pass fakes with the same attributes."""
 
-    name: str
-    version: str
-    labels: list[str]
-    input_size: int
-    metadata: dict
+    folder: Path  # the version folder it was built for
     ready: bool
     warm: bool
     error: str | None
     runtime: str  # tensorflow, openvino (or what a fake calls itself)
     precision: str  # f32 or bf16: what the runtime computes in
     device: str  # CPU or GPU
+
+    @property
+    def contract(self) -> Contract:
+        """The version's metadata and labels, typed (once loaded)."""
+        ...
+
+    # The contract's most used fields, for short.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def labels(self) -> list[str]: ...
+
+    @property
+    def input_size(self) -> int: ...
 
     def load(self) -> None: ...
 
@@ -44,49 +59,46 @@ class Classifier(Protocol):
         ...
 
 
-def is_complete(version_dir: Path) -> bool:
-    return all(
-        (version_dir / f).is_file() for f in ("saved_model.pb", "metadata.json", "labels.json")
-    )
-
-
-def resolve_version(model_dir: Path) -> Path:
-    """``model_dir`` itself if it is a version folder, else its highest complete version."""
-    if is_complete(model_dir):
-        return model_dir
-    if not model_dir.is_dir():
-        raise FileNotFoundError(f"model folder {model_dir} does not exist")
-    versions = sorted(
-        (p for p in model_dir.iterdir() if p.name.isdigit() and is_complete(p)),
-        key=lambda p: int(p.name),
-    )
-    if not versions:
-        raise FileNotFoundError(f"no complete model version in {model_dir}")
-    return versions[-1]
-
-
 class VersionClassifier:
     """One model version run by some runtime: loading, warm-up, flip TTA and chunking.
 
-    A runtime subclass implements ``_open`` (make the version callable) and ``_call``
-    (one batch of uint8 faces to probabilities) and says whether batches must be padded
-    to ``BUCKETS`` (TensorFlow retraces its graph for every new batch size).
+    A runtime subclass implements ``_open`` (make ``self.folder``'s SavedModel callable)
+    and ``_call`` (one batch of uint8 faces to probabilities) and says whether batches
+    must be padded to ``BUCKETS`` (TensorFlow retraces its graph for every new batch size).
     """
 
     runtime = "none"
     pad_to_buckets = False
 
-    def __init__(self, model_dir: Path, flip_tta: bool = True):
-        self.model_dir = Path(model_dir)
-        self.folder: Path | None = None  # the version folder, once resolved
+    def __init__(self, folder: Path, flip_tta: bool = True):
+        self.folder = Path(folder)
         self.flip_tta = flip_tta
-        self.name, self.version = "", ""
-        self.labels: list[str] = []
-        self.input_size = 0
-        self.metadata: dict = {}
+        self._contract: Contract | None = None
         self.ready, self.warm = False, False
         self.error: str | None = None
         self.device, self.precision = "unknown", "unknown"
+
+    @property
+    def contract(self) -> Contract:
+        if self._contract is None:
+            raise RuntimeError(f"the model in {self.folder} is not loaded")
+        return self._contract
+
+    @property
+    def name(self) -> str:
+        return self.contract.name
+
+    @property
+    def version(self) -> str:
+        return self.contract.version
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.contract.labels)
+
+    @property
+    def input_size(self) -> int:
+        return self.contract.input_size
 
     def load(self) -> None:
         """Load and warm up; on failure keep ``ready`` False and record the error."""
@@ -97,11 +109,7 @@ class VersionClassifier:
             self.error = f"{type(e).__name__}: {e}"
             log.error(
                 "model load failed",
-                extra={
-                    "model_dir": str(self.model_dir),
-                    "runtime": self.runtime,
-                    "error": self.error,
-                },
+                extra={"model_dir": str(self.folder), "runtime": self.runtime, "error": self.error},
             )
             return
         log.info(
@@ -117,17 +125,12 @@ class VersionClassifier:
         )
 
     def _load(self) -> None:
-        folder = self.folder = resolve_version(self.model_dir)
-        meta = json.loads((folder / "metadata.json").read_text())
-        labels = json.loads((folder / "labels.json").read_text())
-        self.metadata, self.labels = meta, list(labels)
-        self.name, self.version = str(meta["name"]), str(meta["version"])
-        self.input_size = int(meta["input"]["shape"][1])
-        self._open(folder, meta)
+        self._contract = Contract.read(self.folder)
+        self._open()
         self._warm_up()  # every batch shape before the first request
         self.ready = True
 
-    def _open(self, folder: Path, meta: dict) -> None:
+    def _open(self) -> None:
         raise NotImplementedError
 
     def _call(self, x: np.ndarray) -> np.ndarray:

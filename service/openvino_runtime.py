@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from service.contract import SIGNATURE
 from service.model import VersionClassifier
 
 log = logging.getLogger("service.model")
@@ -94,29 +95,28 @@ class OpenVINOClassifier(VersionClassifier):
 
     def __init__(
         self,
-        model_dir: Path,
+        folder: Path,
         flip_tta: bool = True,
         precision: str = "auto",
         threads: int = 0,
         cache_dir: Path | None = None,
     ):
-        super().__init__(model_dir, flip_tta)
+        super().__init__(folder, flip_tta)
         self.device = "CPU"
         self._precision_setting, self.threads = precision, threads
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._requests: ThreadRequests | None = None
 
-    def _open(self, folder: Path, meta: dict) -> None:
-        if meta.get("signature", "serving_default") != "serving_default":
-            raise ValueError(
-                f"signature {meta['signature']!r}: OpenVINO converts only serving_default"
-            )
+    def _open(self) -> None:
+        signature = self.contract.signature
+        if signature != SIGNATURE:
+            raise ValueError(f"signature {signature!r}: OpenVINO converts only {SIGNATURE}")
         self.precision = resolve_precision(self._precision_setting)
         config = cpu_config(self.precision, self.threads)
         if self.cache_dir is not None:
             # OpenVINO's own cache of compiled models, keyed by model and options.
             config["CACHE_DIR"] = str(self.cache_dir / "compiled")
-        model = read_version(folder, self.cache_dir)
+        model = read_version(self.folder, self.cache_dir)
         with compile_lock(self.cache_dir):
             self._requests = ThreadRequests(core().compile_model(model, "CPU", config))
 

@@ -1,12 +1,13 @@
 """The live model of a worker and its zero-downtime replacement by newer versions.
 
-``models/<name>/`` holds numbered versions (TF Serving layout). A worker serves the
-highest complete one; when a higher one appears (checked every ``reload_seconds``, or at
-once on SIGHUP) it is loaded and warmed beside the live model, then swapped in with one
-reference assignment. Requests take a snapshot of the live model when they start, so a
-request never mixes two versions and none fails during a switch. A version that fails to
-load is refused with a log line and not tried again until its files change; the old one
-keeps serving.
+``models/<name>/`` holds numbered versions (TF Serving layout, service.repository). A
+worker serves the highest complete one; when a higher one appears (checked every
+``reload_seconds``, or at once on SIGHUP) a classifier is built for that folder, loaded
+and warmed beside the live model, then swapped in with one reference assignment.
+Requests take a snapshot of the live model when they start, so a request never mixes two
+versions and none fails during a switch. A version that fails to load (its contract
+files malformed, or its SavedModel) is refused with a log line and not tried again until
+its files change; the old one keeps serving.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from service import metrics
+from service.config import Settings
 from service.errors import NotReady
-from service.model import Classifier, resolve_version
+from service.model import Classifier
+from service.repository import resolve_version
+from service.runtime import classifier_factory
 
 log = logging.getLogger("service.registry")
 
@@ -48,6 +52,18 @@ class ModelSlot:
         self._lock = threading.Lock()  # one check/load at a time
         self._wake = threading.Event()
         self._stop = threading.Event()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelSlot:
+        """A slot on the configured model folder and runtime, empty until checked or started."""
+        factory = classifier_factory(
+            settings.runtime,
+            settings.precision,
+            settings.threads_per_worker(),
+            settings.flip_tta,
+            Path(settings.cache_dir) if settings.cache_dir else None,
+        )
+        return cls(settings.model_dir, factory, settings.reload_seconds)
 
     @classmethod
     def fixed(cls, model: Classifier) -> ModelSlot:
@@ -85,7 +101,7 @@ class ModelSlot:
                     log.error("no model to serve", extra={"error": self.error})
                 return False
             live = self._live
-            if live is not None and getattr(live, "folder", None) == folder:
+            if live is not None and live.folder == folder:
                 return False
             fp = _fingerprint(folder)
             if self._refused.get(folder) == fp:
@@ -94,8 +110,8 @@ class ModelSlot:
 
     def _load(self, folder: Path, fp: tuple) -> bool:
         t0 = time.monotonic()
-        model = self.factory(folder)
-        model.load()  # never raises: a failure leaves ready False and error set
+        model = self.factory(folder)  # a classifier of this folder only
+        model.load()  # never raises: a failure (a malformed contract too) leaves error set
         old = self._live
         if not model.ready:
             self._refused[folder] = fp

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import NotFound
 
-from service import metrics
+from service import metrics, serialize
 from service.errors import APIError
 from service.schemas import parse_options
+from service.state import current_state
 from service.uploads import read_many, read_one
 
 bp = Blueprint("api", __name__)
 SPEC = Path(__file__).resolve().parent.parent / "openapi.yaml"
-
-
-def _state():
-    return current_app.extensions["fer"]
 
 
 @bp.get("/health")
@@ -27,8 +25,8 @@ def health():
 
 @bp.get("/ready")
 def ready():
-    models = _state().models
-    model = models.peek()
+    state = current_state()
+    model = state.models.peek()
     ready = bool(model and model.ready and model.warm)
     body = {
         "ready": ready,
@@ -38,10 +36,10 @@ def ready():
         "warm": bool(model and model.warm),
         "runtime": model.runtime if model else "",
         "precision": model.precision if model else "",
-        "detector": _state().detector.name,
+        "detector": state.detector.name,
     }
     if not ready:
-        body["error"] = models.status_error()
+        body["error"] = state.models.status_error()
         resp = jsonify(body)
         resp.status_code, resp.headers["Retry-After"] = 503, "5"
         return resp
@@ -63,59 +61,53 @@ def prometheus():
 
 @bp.get("/v1/models")
 def models():
-    model = _state().models.current()
-    meta = model.metadata
+    state = current_state()
+    model = state.models.current()
+    contract = model.contract
     return jsonify(
         name=model.name,
         version=model.version,
         labels=model.labels,
         input_size=model.input_size,
-        metrics=_headline(meta.get("metrics", {})),
-        preprocessing=meta.get("preprocessing", {}),
-        face_crop=meta.get("face_crop", {}),
-        created=meta.get("created"),
-        detector=_state().detector.name,
-        flip_tta=_state().settings.flip_tta,
+        metrics={split: asdict(h) for split, h in contract.metrics.items()},
+        preprocessing=contract.preprocessing.written,
+        face_crop=contract.face_crop.written,
+        created=contract.created,
+        detector=state.detector.name,
+        flip_tta=state.settings.flip_tta,
         device=model.device,
         runtime=model.runtime,
         precision=model.precision,
-        batching=_state().settings.batch,
+        batching=state.settings.batch,
     )
-
-
-def _headline(m: dict) -> dict:
-    return {k: {f: v.get(f) for f in ("images", "accuracy", "macro_f1")} for k, v in m.items()}
 
 
 @bp.post("/predict")
 def predict():
+    state = current_state()
     data, raw = read_one(request)
-    opts = parse_options(raw, _state().settings.max_faces)
-    result = _state().analyzer.analyze(data, opts)
-    metrics.observe_result(result)
-    g.log_extra = {"faces": len(result["faces"]), "timings_ms": result["timings_ms"]}
-    return jsonify(result)
+    opts = parse_options(raw, state.settings.max_faces)
+    analysis = state.analyzer.analyze(data, opts)
+    metrics.observe_image(analysis.seconds, analysis.emotions)
+    body = serialize.image(analysis, opts.top_k)
+    g.log_extra = {"faces": len(analysis.faces), "timings_ms": body["timings_ms"]}
+    return jsonify(body)
 
 
 @bp.post("/predict/batch")
 def predict_batch():
-    files, raw = read_many(request, _state().settings.max_batch_images)
-    opts = parse_options(raw, _state().settings.max_faces)
-    _state().models.current()  # 503 before reading any image when there is no model
+    state = current_state()
+    files, raw = read_many(request, state.settings.max_batch_images)
+    opts = parse_options(raw, state.settings.max_faces)
+    state.models.current()  # 503 before reading any image when there is no model
     results = []
     for name, data in files:
         try:
-            res = _state().analyzer.analyze(data, opts)
-            metrics.observe_result(res)
-            results.append({"filename": name, "ok": True, "result": res})
+            analysis = state.analyzer.analyze(data, opts)
         except APIError as e:  # one bad image does not fail the others
             metrics.ERRORS.labels(e.code).inc()
-            results.append(
-                {
-                    "filename": name,
-                    "ok": False,
-                    "status": e.status,
-                    "error": {"code": e.code, "message": e.message},
-                }
-            )
+            results.append(serialize.batch_error(name, e))
+        else:
+            metrics.observe_image(analysis.seconds, analysis.emotions)
+            results.append(serialize.batch_item(name, analysis, opts.top_k))
     return jsonify(results=results)

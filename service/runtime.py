@@ -17,6 +17,7 @@ from pathlib import Path
 
 from service.config import PRECISIONS, RUNTIMES
 from service.model import VersionClassifier
+from service.repository import resolve_version
 
 __all__ = ["PRECISIONS", "RUNTIMES", "RuntimeUnavailable", "classifier_factory", "make_classifier"]
 
@@ -65,7 +66,7 @@ def classifier_factory(
     flip_tta: bool = True,
     cache_dir: Path | None = None,
 ) -> Callable[[Path], VersionClassifier]:
-    """A function from a model folder to an unloaded classifier of the chosen runtime."""
+    """A function from a version folder to an unloaded classifier of the chosen runtime."""
     chosen = choose(runtime)
     if precision not in PRECISIONS:
         raise RuntimeUnavailable(f"unknown precision {precision!r}; choose from auto, bf16, f32")
@@ -88,7 +89,13 @@ def make_classifier(
     flip_tta: bool = True,
     cache_dir: Path | None = None,
 ) -> VersionClassifier:
-    """A loaded classifier (benchmarks, tests, scripts); check ``.ready`` / ``.error``."""
-    model = classifier_factory(runtime, precision, threads, flip_tta, cache_dir)(Path(model_dir))
+    """A loaded classifier (benchmarks, tests, scripts) of ``model_dir``, a version folder
+    or the highest complete version in it; check ``.ready`` / ``.error``."""
+    factory = classifier_factory(runtime, precision, threads, flip_tta, cache_dir)
+    try:
+        folder = resolve_version(Path(model_dir))
+    except FileNotFoundError:
+        folder = Path(model_dir)  # no version here: its load fails and says why
+    model = factory(folder)
     model.load()
     return model

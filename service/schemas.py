@@ -7,8 +7,8 @@ import re
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from service.analyzer import Options
 from service.errors import InvalidOptions
-from service.pipeline import Options
 from service.video.analysis import VideoOptions
 
 MAX_FACES_LIMIT = 100

@@ -22,20 +22,20 @@ class TensorFlowClassifier(VersionClassifier):
     runtime = "tensorflow"
     pad_to_buckets = True  # each new batch size would retrace the graph
 
-    def __init__(self, model_dir: Path, flip_tta: bool = True):
-        super().__init__(model_dir, flip_tta)
+    def __init__(self, folder: Path, flip_tta: bool = True):
+        super().__init__(folder, flip_tta)
         self.precision = "f32"
         self._fn: Any = None
 
-    def _open(self, folder: Path, meta: dict) -> None:
+    def _open(self) -> None:
         import tensorflow as tf
 
         _gpu_memory_growth()
         self.device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
-        module = tf.saved_model.load(str(folder))
+        module = tf.saved_model.load(str(self.folder))
         # A signature holds only weak references to its variables: keep the module alive.
         self._module = module
-        self._fn = module.signatures[meta.get("signature", "serving_default")]
+        self._fn = module.signatures[self.contract.signature]
 
     def _call(self, x: np.ndarray) -> np.ndarray:
         import tensorflow as tf

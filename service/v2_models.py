@@ -4,7 +4,7 @@
   input ``faces`` UINT8 [N, S, S, 3], output ``probabilities`` FP32 [N, labels]. The crops
   take the path the service's own crops take: Pillow's gray conversion (as uploads get in
   service.imaging), then service.cropping.to_input, then the classifier (flip TTA included).
-- ``<name>-pipeline``: the whole photo pipeline (service.pipeline.Analyzer), input ``image``
+- ``<name>-pipeline``: the whole photo pipeline (service.analyzer.Analyzer), input ``image``
   BYTES [N] (encoded images), outputs one row per face of every image: ``image_index``,
   ``boxes`` (x, y, width, height in the image's pixels), ``scores`` (the detector's; -1
   where the whole image was classified), ``emotions`` and ``probabilities``.
@@ -24,11 +24,13 @@ import numpy as np
 from PIL import Image
 
 from service import cropping, metrics
+from service.analyzer import Analyzer
 from service.config import Settings
+from service.contract import Preprocessing
 from service.errors import APIError, BadRequest, InvalidOptions, NotReady
-from service.model import Classifier, is_complete
-from service.pipeline import Analyzer, box_dict
+from service.model import Classifier
 from service.registry import ModelSlot
+from service.repository import has_version
 from service.schemas import parse_options
 from service.v2_messages import InferRequest
 from service.v2_tensors import Tensor
@@ -118,7 +120,7 @@ def lookup(
     if served is None:
         raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
     if version is not None and version != live.version:
-        if version.isdigit() and is_complete(slot.model_dir / version):
+        if has_version(slot.model_dir, version):
             raise VersionUnavailable(f"'{name}' version {version} is not at ready state")
         raise ModelNotFound(f"Request for unknown model: '{name}' version {version} is not found")
     if not live.ready:
@@ -195,7 +197,7 @@ def classify_faces(
             f"{len(faces)} faces in one request; the limit is {limits.max_faces_per_request}"
         )
     t0 = time.perf_counter()
-    batch = crops_to_input(faces, live.input_size, live.metadata.get("preprocessing", {}))
+    batch = crops_to_input(faces, live.input_size, live.contract.preprocessing)
     # Straight to the model, not through the dynamic batcher: the request is a batch
     # already, and the batcher's point is to merge single photos' faces.
     probs = live.predict(batch) if len(batch) else np.zeros((0, len(live.labels)))
@@ -205,7 +207,7 @@ def classify_faces(
     return {PROBS: Tensor(PROBS, "FP32", np.asarray(probs, np.float32))}
 
 
-def crops_to_input(crops: np.ndarray, size: int, preprocessing: dict) -> np.ndarray:
+def crops_to_input(crops: np.ndarray, size: int, preprocessing: Preprocessing) -> np.ndarray:
     """[N, S, S, 3] RGB crops as the classifier's input, the way the service's own crops
     get there: Pillow's "L" conversion (service.imaging), then service.cropping.to_input."""
     n = len(crops)
@@ -226,17 +228,15 @@ def analyze_images(
     opts = _options(req.parameters, limits.default_max_faces)
     index, boxes, scores, emotions, probs = [], [], [], [], []
     for i, data in enumerate(images):
-        img, found = analyzer.run(bytes(data), opts, live)
-        # From the typed result, not the JSON answer: probabilities unrounded.
-        names = [live.labels[int(np.argmax(p))] for p in found.probs]
-        metrics.observe_image(found.seconds, names)
-        for face, p, name in zip(found.faces, found.probs, names, strict=True):
+        analysis = analyzer.analyze(bytes(data), opts, live)
+        names = [live.labels[int(np.argmax(f.probs))] for f in analysis.faces]
+        metrics.observe_image(analysis.seconds, names)
+        for face, name in zip(analysis.faces, names, strict=True):
             index.append(i)
-            b = box_dict(face, img.scale)
-            boxes.append([b["x"], b["y"], b["width"], b["height"]])
-            scores.append(-1.0 if found.whole else face.score)
+            boxes.append([face.box.x, face.box.y, face.box.width, face.box.height])
+            scores.append(-1.0 if face.score is None else face.score)
             emotions.append(name.encode())
-            probs.append(p)
+            probs.append(face.probs)  # unrounded, as the model gave them
     n, c = len(index), len(live.labels)
     emotion_array = np.empty(n, dtype=object)
     emotion_array[:] = emotions

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from service import cropping
+from service.analyzer import Analyzer, Options
+from service.contract import Contract, Preprocessing
 from service.imaging import decode
-from service.pipeline import Analyzer, Options
 from service.registry import ModelSlot
 from tests.conftest import SHARED, jpeg_bytes
 from tests.service.conftest import FakeDetector, FakeModel
@@ -47,18 +47,32 @@ def test_dataset_image_agrees_byte_for_byte():
 @pytest.mark.parametrize("side", [30, 96, 200])
 def test_face_crop_resize_matches_trainer_resize(side):
     region = np.random.default_rng(1).integers(0, 255, (side, side), dtype=np.uint8)
-    prep = {"resize_shrink": "INTER_AREA", "resize_enlarge": "INTER_LINEAR"}
+    prep = Preprocessing(resize_shrink="INTER_AREA", resize_enlarge="INTER_LINEAR")
     np.testing.assert_array_equal(cropping.to_input(region, 96, prep), to_model_input(region, 96))
 
 
 def test_service_reads_contract_from_exported_metadata(tiny_model):
-    meta = json.loads((tiny_model / "metadata.json").read_text())
-    from trainer.export import FACE_CROP, PREPROCESSING
+    from trainer import contract as trainer_contract
 
-    assert meta["preprocessing"] == PREPROCESSING and meta["face_crop"] == FACE_CROP
+    written = trainer_contract.ModelContract.read(tiny_model)
+    assert written.preprocessing == trainer_contract.PREPROCESSING
+    assert written.face_crop == trainer_contract.FACE_CROP
+    # Each side parses the same files into its own typed contract; the rules agree.
+    served = Contract.read(tiny_model)
+    rules = written.preprocessing
+    assert (served.preprocessing.resize_shrink, served.preprocessing.resize_enlarge) == (
+        rules.resize_shrink,
+        rules.resize_enlarge,
+    )
+    assert served.preprocessing.color == rules.color
+    assert (served.face_crop.square, served.face_crop.scale) == (
+        written.face_crop.square,
+        written.face_crop.scale,
+    )
+    assert (served.name, served.version) == (written.name, str(written.version))
+    assert served.labels == written.labels and served.input_size == written.input_size
     # The service maps every interpolation name the trainer writes.
-    assert meta["preprocessing"]["resize_shrink"] in cropping._INTERP
-    assert meta["preprocessing"]["resize_enlarge"] in cropping._INTERP
+    assert rules.resize_shrink in cropping._INTERP and rules.resize_enlarge in cropping._INTERP
 
 
 def test_gray_conversion_is_pillow_luma_for_colour_uploads():

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from service.model import resolve_version
+from service.repository import resolve_version
 from service.runtime import make_classifier
 from tests.conftest import ROOT, SHARED
 from trainer.images import read_pixels, to_model_input

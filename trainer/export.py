@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,7 +19,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import trainer.contract
 from trainer.contract import SIGNATURE, ModelContract
 from trainer.errors import TrainerError
 from trainer.evaluate import Exported, load_exported
@@ -129,8 +127,3 @@ def export(
         raise
     return final
 
-
-# The trainer's rules as metadata.json holds them: tests/test_contract.py compares an
-# export's metadata with these. Trainer code uses the typed ones, trainer.contract's.
-PREPROCESSING = asdict(trainer.contract.PREPROCESSING)
-FACE_CROP = asdict(trainer.contract.FACE_CROP)

@@ -12,14 +12,15 @@ import csv
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
 
+from service.analyzer import Analyzer
 from service.config import Settings
 from service.errors import APIError
 from service.model import Classifier
-from service.pipeline import Analyzer
 from service.video import results
 from service.video.analysis import Frame, Limits, VideoAnalysis, VideoOptions
 
@@ -50,30 +51,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build(settings: Settings) -> tuple[Analyzer, Classifier]:
     """The service's analyzer on the live version of the configured model."""
-    from service.detection import make_detector
-    from service.model import resolve_version
-    from service.registry import ModelSlot
-    from service.runtime import make_classifier
-
-    detector = make_detector(
-        settings.detector,
-        settings.yunet_model,
-        settings.detector_score,
-        settings.detect_max_side,
-        settings.threads_per_worker(),
-    )
-    cache = Path(settings.cache_dir) if settings.cache_dir else None
-    model = make_classifier(
-        resolve_version(settings.model_dir),
-        settings.runtime,
-        settings.precision,
-        settings.inference_threads,
-        settings.flip_tta,
-        cache,
-    )
-    if not model.ready:
-        raise SystemExit(f"the model did not load: {model.error}")
-    return Analyzer(ModelSlot.fixed(model), detector, settings.max_pixels), model
+    # One process with the cores all to itself (threads_per_worker), and nothing to batch.
+    analyzer = Analyzer.from_settings(replace(settings, workers=1, batch=False))
+    analyzer.models.check()
+    model = analyzer.models.peek()
+    if model is None or not model.ready:
+        raise SystemExit(f"the model did not load: {analyzer.models.status_error()}")
+    return analyzer, model
 
 
 def run(a: VideoAnalysis, args: argparse.Namespace, progress: bool = True) -> dict:

@@ -17,11 +17,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from service.analyzer import Analyzer, Options
 from service.detection import Face
 from service.errors import APIError, InvalidOptions, PayloadTooLarge, UnsupportedMediaType
 from service.imaging import Decoded, ImageTooLarge, to_gray
 from service.model import Classifier
-from service.pipeline import Analyzer, Options
 from service.video.tracking import Smoother, Tracker
 
 # The containers we let FFmpeg open, by their first bytes: anything else (playlists,

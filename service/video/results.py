@@ -1,4 +1,7 @@
-"""A video analysis as the API returns it (JSON, or NDJSON lines) and the CLI writes it."""
+"""A video analysis as the API returns it (JSON, or NDJSON lines) and the CLI writes it.
+
+Each face of a frame has /predict's shape (service.serialize), with its track id.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from service.pipeline import face_entry
+from service import serialize
+from service.analyzer import FaceResult
 from service.video.analysis import Frame, TrackSummary, VideoAnalysis
 
 STAGES = ("decode", "detect", "crop", "classify", "track")
@@ -39,7 +43,8 @@ def frame(f: Frame, labels: list[str], top_k: int) -> dict:
     """One analysed frame: its number, time and faces with their track ids."""
     faces = []
     for i, box in enumerate(f.faces):
-        entry = {"track_id": f.track_ids[i], **face_entry(box, f.probs[i], labels, top_k, 1.0)}
+        face = serialize.face(FaceResult.of(box, f.probs[i]), labels, top_k)
+        entry = {"track_id": f.track_ids[i], **face}
         if f.smoothed is not None:
             entry["smoothed"] = _label(f.smoothed[i], labels)
         faces.append(entry)
@@ -51,7 +56,7 @@ def _label(p: np.ndarray, labels: list[str]) -> dict:
     return {
         "emotion": labels[k],
         "confidence": round(float(p[k]), 4),
-        "probabilities": {name: round(float(v), 4) for name, v in zip(labels, p, strict=True)},
+        "probabilities": serialize.probabilities(p, labels),
     }
 
 
@@ -64,7 +69,7 @@ def track(t: TrackSummary, labels: list[str]) -> dict:
         "last_time": _s(t.last_time),
         "frames": t.frames,
         "dominant_emotion": labels[int(np.argmax(mean))],
-        "mean_probabilities": {k: round(float(v), 4) for k, v in zip(labels, mean, strict=True)},
+        "mean_probabilities": serialize.probabilities(mean, labels),
         "timeline": [
             {"start": _s(start), "end": _s(end), "emotion": labels[k]}
             for start, end, k in t.timeline
@@ -85,9 +90,7 @@ class Totals:
             self.seconds[k] = self.seconds.get(k, 0.0) + v
 
     def timings_ms(self) -> dict:
-        out = {k: round(v * 1000, 2) for k, v in self.seconds.items()}
-        out["total"] = round(sum(self.seconds.values()) * 1000, 2)
-        return out
+        return serialize.timings_ms(self.seconds)
 
 
 def summary(a: VideoAnalysis, totals: Totals) -> dict:

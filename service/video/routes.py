@@ -14,6 +14,7 @@ from werkzeug.datastructures import FileStorage
 from service import metrics
 from service.errors import APIError, BadRequest, UnsupportedMediaType, error_body
 from service.schemas import parse_video_options
+from service.state import current_state, state_of
 from service.uploads import form_options, query_options, single
 from service.video import results
 from service.video.analysis import Limits, VideoAnalysis
@@ -30,16 +31,16 @@ DEADLINE_SHARE = 0.75
 
 
 @bp.record_once
-def _setup(state: BlueprintSetupState) -> None:
-    settings = state.app.extensions["fer"].settings
+def _setup(setup: BlueprintSetupState) -> None:
+    settings = state_of(setup.app).settings
     scratch = Scratch(Path(settings.video_tmp_dir) if settings.video_tmp_dir else default_root())
     scratch.sweep()  # what a killed worker left behind
-    state.app.extensions["fer.video"] = scratch
+    setup.app.extensions["fer.video"] = scratch
 
 
 @bp.post("/predict/video")
 def predict_video():
-    state = current_app.extensions["fer"]
+    state = current_state()
     settings = state.settings
     request.max_content_length = int(settings.video_max_upload_mb * 2**20)
     model = state.models.current()  # 503 before reading the upload when there is no model

@@ -13,6 +13,7 @@ from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAP
 
 from service.app import create_app
 from service.config import Settings
+from service.contract import Contract
 from service.detection import Face
 from tests.conftest import CLASSES, ROOT
 
@@ -23,6 +24,7 @@ class FakeModel:
     """Probabilities from mean brightness: dark faces are 'angry', bright ones 'surprise'."""
 
     def __init__(self, ready: bool = True, input_size: int = 48):
+        self.folder = Path("fake")
         self.name, self.version, self.labels = "fake", "7", list(CLASSES)
         self.input_size = input_size
         self.metadata = {
@@ -33,6 +35,17 @@ class FakeModel:
         self.ready, self.warm, self.error = ready, ready, None
         self.runtime, self.precision, self.device = "fake", "f32", "unknown"
         self.batches: list[np.ndarray] = []
+
+    @property
+    def contract(self) -> Contract:
+        """Parsed as a version folder's would be, from the attributes as they are now."""
+        size = self.input_size
+        meta = {
+            "name": self.name,
+            "version": self.version,
+            "input": {"shape": [None, size, size, 3]},
+        }
+        return Contract.parse({**meta, **self.metadata}, self.labels)
 
     def load(self) -> None:
         self.ready = self.warm = True

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from bench.videos import crossing_faces
+from service.analyzer import Analyzer
 from service.detection import Face, make_detector
-from service.pipeline import Analyzer
 from service.registry import ModelSlot
 from service.video.analysis import Limits, VideoAnalysis, VideoOptions
 from service.video.tracking import Smoother, Tracker

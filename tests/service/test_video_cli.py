@@ -13,7 +13,7 @@ import yaml
 from openapi_schema_validator import OAS30Validator
 
 from bench.videos import Mover, blob, blobs, crossing_faces
-from service.pipeline import Analyzer
+from service.analyzer import Analyzer
 from service.registry import ModelSlot
 from service.video.__main__ import main, parse_args, plot, run
 from service.video.analysis import Limits, VideoAnalysis, VideoOptions
