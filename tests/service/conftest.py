@@ -1,13 +1,16 @@
-"""Service fixtures: fake model and detector injected into the real app, and a test
-client that checks every response against openapi.yaml."""
+"""Service fixtures: fake model and detector injected into the real app, a test client
+that checks every response against openapi.yaml, and the property tests' budget."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from openapi_core import OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
 
@@ -18,6 +21,15 @@ from service.detection import Face
 from tests.conftest import CLASSES, ROOT
 
 SPEC = OpenAPI.from_file_path(str(ROOT / "openapi.yaml"))
+
+# The property tests' budget. Before a release, run longer:
+# FER_PROPERTY_EXAMPLES=2000 pytest tests/service/test_properties.py tests/service/test_serialize.py
+EXAMPLES = hypothesis_settings(
+    max_examples=int(os.environ.get("FER_PROPERTY_EXAMPLES", "100")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    print_blob=True,
+)
 
 
 class FakeModel:

@@ -16,11 +16,10 @@ import base64
 import io
 import json
 import math
-import os
 from decimal import Decimal, InvalidOperation
 
 import pytest
-from hypothesis import HealthCheck, event, example, given, note, settings
+from hypothesis import event, example, given, note, settings
 from hypothesis import strategies as st
 from PIL import Image
 from werkzeug.datastructures import MultiDict
@@ -44,18 +43,11 @@ from service.config import Settings
 from service.detection import Face, make_detector
 from service.schemas import MAX_FACES_LIMIT
 from tests.conftest import YUNET
-from tests.service.conftest import CheckedClient, FakeDetector, FakeModel
+from tests.service.conftest import EXAMPLES, CheckedClient, FakeDetector, FakeModel
 
 MAX_PIXELS = 4_000_000
 MAX_UPLOAD = 1_000_000  # bytes; Settings take MB
 MAX_BATCH = 4
-# Before a release, run longer: FER_PROPERTY_EXAMPLES=2000 pytest tests/service/test_properties.py
-EXAMPLES = settings(
-    max_examples=int(os.environ.get("FER_PROPERTY_EXAMPLES", "100")),
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    print_blob=True,
-)
 
 
 def _detector():
