@@ -1,4 +1,5 @@
-"""``python -m trainer {eda,train,distill,evaluate,ensemble}``: arguments and error reporting."""
+"""``python -m trainer {eda,train,distill,evaluate,ensemble,adjust}``: arguments and error
+reporting."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ def _flag(p: argparse.ArgumentParser, name: str, field: str, help: str) -> None:
     p.add_argument(
         f"--{name}", dest=field, default=None, action=argparse.BooleanOptionalAction, help=help
     )
+
+
+def _command(sub, name: str, help: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
 def _output_args(p: argparse.ArgumentParser) -> None:
@@ -132,19 +137,13 @@ def _appearance_options(p: argparse.ArgumentParser) -> None:
 
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser(
-        "train",
-        help="fine-tune MobileNetV2 and export a model version",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = _command(sub, "train", "fine-tune MobileNetV2 and export a model version")
     _training_options(p)
 
 
 def _distill_parser(sub) -> None:
-    p = sub.add_parser(
-        "distill",
-        help="train a student on a teacher version's probabilities mixed with the labels",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = _command(
+        sub, "distill", "train a student on a teacher version's probabilities mixed with the labels"
     )
     _training_options(p)
     teacher = "models/<name>/<v>"
@@ -157,11 +156,7 @@ def _distill_parser(sub) -> None:
 
 
 def _eval_parser(sub) -> None:
-    p = sub.add_parser(
-        "evaluate",
-        help="metrics of an exported model on a dataset",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = _command(sub, "evaluate", "metrics of an exported model on a dataset")
     p.add_argument("model_dir", type=Path, help="models/<name>/<version>")
     p.add_argument("data", type=Path, help="dataset root in a supported layout")
     p.add_argument("--labels", type=Path, help="CSV label file instead of folder names")
@@ -189,21 +184,32 @@ def _eval_parser(sub) -> None:
 
 
 def _ensemble_parser(sub) -> None:
-    p = sub.add_parser(
-        "ensemble",
-        help="export the mean of exported versions as a new version",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = _command(sub, "ensemble", "export the mean of exported versions as a new version")
     p.add_argument("members", type=Path, nargs="+", help="models/<name>/<version> folders")
     _output_args(p)
 
 
-def _eda_parser(sub) -> None:
-    p = sub.add_parser(
-        "eda",
-        help="exploratory data analysis report",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+def _adjust_parser(sub) -> None:
+    p = _command(
+        sub, "adjust", "export a version with per-class prior offsets tuned on its validation split"
     )
+    p.add_argument("model_dir", type=Path, help="models/<name>/<version>, a trained version")
+    _output_args(p)
+    p.add_argument(
+        "--objective",
+        choices=["accuracy", "macro_f1"],
+        default="accuracy",
+        help="what the offsets maximise on the validation split (flip TTA)",
+    )
+    p.add_argument(
+        "--range", dest="bound", type=float, default=2.0, metavar="R", help="offsets in [-R, R]"
+    )
+    p.add_argument("--step", type=float, default=0.1, help="grid step of the offsets")
+    p.add_argument("--rounds", type=int, default=4, help="coordinate-ascent rounds")
+
+
+def _eda_parser(sub) -> None:
+    p = _command(sub, "eda", "exploratory data analysis report")
     p.add_argument("data", type=Path, help="dataset root in a supported layout")
     p.add_argument("--out", type=Path, required=True, help="report folder")
     p.add_argument("--labels", type=Path, help="CSV label file instead of folder names")
@@ -218,6 +224,7 @@ def parser() -> argparse.ArgumentParser:
     _distill_parser(sub)
     _eval_parser(sub)
     _ensemble_parser(sub)
+    _adjust_parser(sub)
     return p
 
 
@@ -292,6 +299,14 @@ def _ensemble(args) -> None:
     ensemble_and_export(args.members, args.models_dir, args.version)
 
 
+def _adjust(args) -> None:
+    from trainer.adjust import Search
+    from trainer.workflow import adjust_and_export
+
+    search = Search(args.objective, args.bound, args.step, args.rounds)
+    adjust_and_export(args.model_dir, args.models_dir, search, args.version)
+
+
 def _eda(args) -> None:
     from trainer.eda import run_eda
 
@@ -305,6 +320,7 @@ COMMANDS = {
     "distill": _train,
     "evaluate": _evaluate,
     "ensemble": _ensemble,
+    "adjust": _adjust,
 }
 
 
@@ -317,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("interrupted; resume with --resume RUN_DIR", file=sys.stderr)
+        resumable = args.command in ("train", "distill")
+        print("interrupted" + ("; resume with --resume RUN_DIR" * resumable), file=sys.stderr)
         return 130
     return 0

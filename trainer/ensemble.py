@@ -13,36 +13,25 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from trainer.contract import SIGNATURE, ModelContract
+from trainer.contract import ModelContract
 from trainer.errors import TrainerError
+from trainer.export import Composite
 
 # Fields that must be equal for the members' outputs to mean the same thing.
 CONTRACT = ("labels", "input", "preprocessing", "face_crop")
 
 
-class Ensemble(tf.Module):
-    """Exported members behind one signature; exportable like a Keras model."""
+class Ensemble(Composite):
+    """Exported members behind one signature that returns the mean of their outputs."""
 
     def __init__(self, folders: list[Path], contracts: list[ModelContract]):
-        super().__init__(name="ensemble")
-        # Attributes of a tf.Module are tracked: saving this module writes the members'
-        # variables into the new SavedModel, so it does not depend on their folders.
-        self.members = [tf.saved_model.load(str(f)) for f in folders]
-        self.fns = [m.signatures[c.signature] for m, c in zip(self.members, contracts, strict=True)]
-        spec = tf.TensorSpec(contracts[0].input.shape, contracts[0].input.dtype, name="image")
-        self.serve = tf.function(self._mean, input_signature=[spec])
+        super().__init__("ensemble", folders, contracts)
 
-    def _mean(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
-        outs = [next(iter(fn(image).values())) for fn in self.fns]
-        return {"probs": tf.add_n(outs) / float(len(outs))}
+    def combine(self, outputs: list[tf.Tensor]) -> tf.Tensor:
+        return tf.add_n(outputs) / float(len(outputs))
 
-    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """Member by member, outside the graph: the reference the export is checked against."""
-        outs = [next(iter(fn(tf.constant(x)).values())).numpy() for fn in self.fns]
-        return np.mean(outs, axis=0)
-
-    def export(self, filepath: str, format: str = "tf_saved_model", verbose: bool = False) -> None:
-        tf.saved_model.save(self, filepath, signatures={SIGNATURE: self.serve})
+    def reference(self, outputs: list[np.ndarray]) -> np.ndarray:
+        return np.mean(outputs, axis=0)
 
 
 def read_members(folders: list[Path]) -> list[ModelContract]:

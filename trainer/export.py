@@ -29,11 +29,45 @@ Finish = Callable[[Exported, Path], ModelContract]
 
 
 class Exportable(Protocol):
-    """What export needs: a Keras model, or trainer.ensemble.Ensemble."""
+    """What export needs: a Keras model, or a ``Composite`` of exported versions."""
 
     def export(self, filepath: str, format: str = ..., verbose: bool = ...) -> Any: ...
 
     def __call__(self, x: Any, training: bool = ...) -> Any: ...
+
+
+class Composite(tf.Module):
+    """Exported versions called through their signatures, saved as one new SavedModel.
+
+    A subclass says how their outputs become the new probabilities twice: ``combine`` in
+    the graph (the exported signature) and ``reference`` outside it, in NumPy (what the
+    export is checked against). Exportable like a Keras model.
+    """
+
+    def __init__(self, name: str, folders: Sequence[Path], contracts: Sequence[ModelContract]):
+        super().__init__(name=name)
+        # Attributes of a tf.Module are tracked: saving this module writes the versions'
+        # variables into the new SavedModel, so it does not depend on their folders.
+        self.members = [tf.saved_model.load(str(f)) for f in folders]
+        self.fns = [m.signatures[c.signature] for m, c in zip(self.members, contracts, strict=True)]
+        spec = tf.TensorSpec(contracts[0].input.shape, contracts[0].input.dtype, name="image")
+        self.serve = tf.function(self._serve, input_signature=[spec])
+
+    def combine(self, outputs: list[tf.Tensor]) -> tf.Tensor:
+        raise NotImplementedError
+
+    def reference(self, outputs: list[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"probs": self.combine([next(iter(fn(image).values())) for fn in self.fns])}
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Version by version, outside the graph: the reference the export is checked against."""
+        return self.reference([next(iter(fn(tf.constant(x)).values())).numpy() for fn in self.fns])
+
+    def export(self, filepath: str, format: str = "tf_saved_model", verbose: bool = False) -> None:
+        tf.saved_model.save(self, filepath, signatures={SIGNATURE: self.serve})
 
 
 def next_version(models_dir: Path, name: str) -> int:
@@ -104,7 +138,7 @@ def export(
     """Write the versioned model folder atomically.
 
     Args:
-        model: the trained Keras model or an Ensemble (uint8 images in, probabilities out).
+        model: the trained Keras model or a Composite (uint8 images in, probabilities out).
         models_dir: the root holding ``<name>/<version>/``.
         contract: what metadata.json will say (``base_contract`` plus training details).
         sample: a few uint8 images to check the reloaded export against ``model``.
@@ -126,4 +160,3 @@ def export(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-

@@ -6,6 +6,7 @@ metrics) as the metadata holds them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,54 @@ targets are the labels. The teacher agrees with the training labels' argmax on
 """
 
 
+def adjustment_summary(adjustment: Mapping[str, Any]) -> str:
+    """What a prior adjustment changes, in Markdown: the card's and ``adjust``'s output."""
+    v, gain = adjustment["validation"], adjustment["held_out_gain"]
+    offsets = "\n".join(
+        f"| {c} | {b:+.2f} | {math.exp(b):.3f} |" for c, b in adjustment["offsets"].items()
+    )
+    return f"""Validation split ({v["images"]} images), flip TTA:
+
+| | before | after |
+|---|---|---|
+| accuracy | {v["accuracy_before"]:.4f} | {v["accuracy_after"]:.4f} |
+| macro F1 | {v["macro_f1_before"]:.4f} | {v["macro_f1_after"]:.4f} |
+
+| class | offset b | weight exp(b) |
+|---|---|---|
+{offsets}
+
+{_held_out(adjustment["objective"], gain)}
+"""
+
+
+def _held_out(objective: str, gain: Mapping[str, Any]) -> str:
+    return (
+        f"Held-out gain in {objective}: {gain['mean']:+.4f} (sd {gain['sd']:.4f}; "
+        f"{gain['splits']} tunings, each on a random half of the validation split and "
+        "measured on the other half)."
+    )
+
+
+def _adjustment_section(meta: Mapping[str, Any]) -> str:
+    a = meta.get("adjustment")
+    if not a:
+        return ""
+    src = a["source"]
+    return f"""
+## Prior adjustment
+
+Made by `python -m trainer adjust` from `{src["folder"]}` (version {src["version"]}, code
+revision `{src["code_revision"]}`): the same network, whose data, recipe and training are
+described above, with its probabilities multiplied by exp(b), one offset b per class, and
+renormalised inside the signature (a post-hoc prior or logit adjustment: Menon et al.,
+2021; Saerens et al., 2002). The offsets were chosen to maximise {a["objective"]} on the
+validation split only, with flip TTA as the service runs it; the test split played no part
+in choosing them.
+
+{adjustment_summary(a)}"""
+
+
 def _contract(contract: ModelContract) -> str:
     pre = contract.preprocessing
     return f"""## Contract
@@ -160,7 +209,7 @@ Training time {meta.get("train_seconds", 0) / 60:.0f} min (epochs only); mean th
 training machine.
 
 ![training curves](training_curves.png)
-{_distill_section(meta)}
+{_distill_section(meta)}{_adjustment_section(meta)}
 ## Metrics
 
 {_metrics_section(contract)}

@@ -1,21 +1,24 @@
-"""The commands behind the CLI: train (or distill) and export, ensemble and export, and
-evaluate an exported model."""
+"""The commands behind the CLI: train (or distill) and export, ensemble and export, adjust
+and export, and evaluate an exported model."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from trainer import figures, report, run_folder
+from trainer.adjust import PriorAdjusted, Search, read_source, tune
 from trainer.config import TrainConfig
 from trainer.contract import ModelContract
 from trainer.distill import check_teacher, distill_targets
 from trainer.ensemble import Ensemble, member_summary, read_members
 from trainer.errors import DataError
 from trainer.evaluate import Exported, load_exported, markdown_table, metrics
-from trainer.export import base_contract, export, next_version
+from trainer.export import Finish, base_contract, export, next_version
 from trainer.loop import fit
 from trainer.splits import Prepared, class_weights, evaluation_set, prepare_run
 
@@ -56,14 +59,8 @@ def train_and_export(
     if distilled:
         contract = contract.with_details(distillation=distilled)
 
-    def finish(exported: Exported, folder: Path) -> ModelContract:
-        measured = _measure(exported, prep, folder)
-        if curves.exists():
-            (folder / curves.name).write_bytes(curves.read_bytes())
-        (folder / "MODEL_CARD.md").write_text(report.model_card(measured))
-        return measured
-
     sample = prep.splits["val"].images[:8]
+    finish = _finisher(prep, report.model_card, curves)
     final = export(model, models_dir, contract.with_details(metrics={}), sample, finish)
     print(f"exported {final}", flush=True)
     return final
@@ -73,10 +70,7 @@ def ensemble_and_export(folders: list[Path], models_dir: Path, version: int | No
     """Export the mean of exported versions as a new version, measured like a trained one."""
     contracts = read_members(folders)
     first = contracts[0]
-    cfg = TrainConfig.from_json(json.dumps(first.details["training"]))
-    prep = prepare_run(cfg)  # the members' own splits: validation figures stay comparable
-    if prep.fingerprint != first.details["dataset"]["fingerprint"]:
-        raise DataError(f"{cfg.data} has changed since the members were trained")
+    prep = _trained_splits(first, "the members were")
     version = version or next_version(models_dir, first.name)
     members = [member_summary(f, c) for f, c in zip(folders, contracts, strict=True)]
     contract = base_contract(first.name, version, first.labels, first.input_size).with_details(
@@ -86,15 +80,60 @@ def ensemble_and_export(folders: list[Path], models_dir: Path, version: int | No
         metrics={},
     )
 
-    def finish(exported: Exported, folder: Path) -> ModelContract:
-        measured = _measure(exported, prep, folder)
-        (folder / "MODEL_CARD.md").write_text(report.ensemble_card(measured))
-        return measured
-
     model = Ensemble(folders, contracts)
+    finish = _finisher(prep, report.ensemble_card)
     final = export(model, models_dir, contract, prep.splits["val"].images[:8], finish)
     print(f"exported {final}", flush=True)
     return final
+
+
+def adjust_and_export(
+    folder: Path, models_dir: Path, search: Search, version: int | None = None
+) -> Path:
+    """Export ``folder``'s version with class offsets tuned on its validation split, measured
+    like a trained version and carrying the source's details (its data, recipe, history)."""
+    source = read_source(folder)
+    prep = _trained_splits(source, "the source was")
+    tuning = tune(load_exported(folder), prep.splits["val"], search)  # not the test split
+    version = version or next_version(models_dir, source.name)
+    contract = base_contract(source.name, version, source.labels, source.input_size)
+    per_export = {*contract.details, "metrics", "export_check_max_diff"}
+    inherited = {k: v for k, v in source.details.items() if k not in per_export}
+    adjustment = tuning.describe(folder, source, search)
+    print(f"{folder}, offsets tuned for {search.objective}:", flush=True)
+    print(report.adjustment_summary(adjustment), flush=True)
+    contract = contract.with_details(**inherited, adjustment=adjustment, metrics={})
+    model = PriorAdjusted(folder, source, tuning.offsets)
+    finish = _finisher(prep, report.model_card, folder / run_folder.CURVES)
+    final = export(model, models_dir, contract, prep.splits["val"].images[:8], finish)
+    print(f"exported {final}", flush=True)
+    return final
+
+
+def _trained_splits(contract: ModelContract, whose: str) -> Prepared:
+    """The splits a trained version was measured on, rebuilt from its training options, so
+    that what is made from it is measured on the same images (``whose``: for the message)."""
+    cfg = TrainConfig.from_json(json.dumps(contract.details["training"]))
+    prep = prepare_run(cfg)
+    if prep.fingerprint != contract.details["dataset"]["fingerprint"]:
+        raise DataError(f"{cfg.data} has changed since {whose} trained")
+    return prep
+
+
+def _finisher(
+    prep: Prepared, card: Callable[[ModelContract], str], curves: Path | None = None
+) -> Finish:
+    """What export runs on the reloaded export: its metrics, its card and, if there are
+    any, the training curves."""
+
+    def finish(exported: Exported, folder: Path) -> ModelContract:
+        measured = _measure(exported, prep, folder)
+        if curves is not None and curves.exists():
+            shutil.copyfile(curves, folder / curves.name)
+        (folder / "MODEL_CARD.md").write_text(card(measured))
+        return measured
+
+    return finish
 
 
 def _lineage_seconds(folders: list[Path], contracts: list[ModelContract]) -> int:
