@@ -14,6 +14,7 @@ from service.errors import register_error_handlers
 from service.model import Classifier
 from service.registry import ModelSlot
 from service.state import State, install
+from service.video.scratch import Scratch
 
 log = logging.getLogger("service")
 
@@ -47,7 +48,7 @@ def create_app(
             # worker takes no request it could only answer with 503.
             analyzer.models.check()
         analyzer.models.start()  # (the first) load, then watch for newer versions
-    install(app, State(settings, analyzer))
+    install(app, State(settings, analyzer, Scratch.from_settings(settings)))
     hooks.register(app)
     register_error_handlers(app)
     from service.inference_v2 import bp as v2

@@ -109,7 +109,7 @@ class VersionClassifier:
             self.error = f"{type(e).__name__}: {e}"
             log.error(
                 "model load failed",
-                extra={"model_dir": str(self.folder), "runtime": self.runtime, "error": self.error},
+                extra={"folder": str(self.folder), "runtime": self.runtime, "error": self.error},
             )
             return
         log.info(

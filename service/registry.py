@@ -18,11 +18,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from service import metrics
+from service import metrics, repository
 from service.config import Settings
 from service.errors import NotReady
 from service.model import Classifier
-from service.repository import resolve_version
 from service.runtime import classifier_factory
 
 log = logging.getLogger("service.registry")
@@ -54,12 +53,18 @@ class ModelSlot:
         self._stop = threading.Event()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ModelSlot:
-        """A slot on the configured model folder and runtime, empty until checked or started."""
+    def from_settings(cls, settings: Settings, threads: int | None = None) -> ModelSlot:
+        """A slot on the configured model folder and runtime, empty until checked or started.
+
+        Args:
+            settings: the service's settings.
+            threads: OpenVINO's inference threads (0: its own choice); by default a
+                worker's share of the cores (``Settings.threads_per_worker``).
+        """
         factory = classifier_factory(
             settings.runtime,
             settings.precision,
-            settings.threads_per_worker(),
+            settings.threads_per_worker() if threads is None else threads,
             settings.flip_tta,
             Path(settings.cache_dir) if settings.cache_dir else None,
         )
@@ -89,12 +94,16 @@ class ModelSlot:
             return live.error
         return self.error
 
+    def has_version(self, version: str) -> bool:
+        """``version`` is a complete version folder of the model, served or not."""
+        return repository.has_version(self.model_dir, version)
+
     # --- loading -----------------------------------------------------------------------
     def check(self) -> bool:
         """Load the highest complete version if it is not the live one; True if swapped."""
         with self._lock:
             try:
-                folder = resolve_version(self.model_dir)
+                folder = repository.resolve_version(self.model_dir)
             except FileNotFoundError as e:
                 if self._live is None and self.error != str(e):  # log a new problem once
                     self.error = str(e)

@@ -94,8 +94,12 @@ def make_classifier(
     factory = classifier_factory(runtime, precision, threads, flip_tta, cache_dir)
     try:
         folder = resolve_version(Path(model_dir))
-    except FileNotFoundError:
-        folder = Path(model_dir)  # no version here: its load fails and says why
+    except FileNotFoundError as e:
+        # No version to load: say so (a missing folder, or none complete in it) rather
+        # than what a load of the bare folder would complain of.
+        model = factory(Path(model_dir))
+        model.error = f"FileNotFoundError: {e}"
+        return model
     model = factory(folder)
     model.load()
     return model

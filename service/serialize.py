@@ -1,18 +1,23 @@
 """The JSON shapes of the analyses (service.analyzer's typed results), as openapi.yaml has them.
 
-Rounding happens here and nowhere else: probabilities and confidences to 4 decimals,
-times to 0.01 ms. /predict, /predict/batch and the video results (service.video.results)
-answer in these shapes.
+/predict, /predict/batch and the video results (service.video.results) answer in these
+shapes, and their numbers are rounded by the helpers here and nowhere else: probabilities
+and confidences to 4 decimals, times and frame rates to 3, stage timings to 0.01 ms (the
+annotated image's labels use them too). The one value rounded before it gets here is a
+detector's score, to 4 decimals by the detector (service.detection), as /v2 answers it too.
 """
 
 from __future__ import annotations
 
 import base64
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from service.analyzer import Box, FaceResult, ImageAnalysis
 from service.errors import APIError
+
+if TYPE_CHECKING:  # annotations only: service.analyzer rounds its image labels with this module
+    from service.analyzer import Box, FaceResult, ImageAnalysis
 
 
 def image(a: ImageAnalysis, top_k: int) -> dict:
@@ -40,8 +45,8 @@ def face(f: FaceResult, labels: list[str], top_k: int) -> dict:
         "box": box(f.box),
         "detector_score": f.score,
         "emotion": labels[int(order[0])],
-        "confidence": round(float(p[order[0]]), 4),
-        "top": [{"emotion": labels[int(i)], "probability": round(float(p[i]), 4)} for i in order],
+        "confidence": probability(p[order[0]]),
+        "top": [{"emotion": labels[int(i)], "probability": probability(p[i])} for i in order],
         "probabilities": probabilities(p, labels),
     }
 
@@ -52,7 +57,22 @@ def box(b: Box) -> dict:
 
 def probabilities(p: np.ndarray, labels: list[str]) -> dict:
     """Probabilities by label."""
-    return {k: round(float(v), 4) for k, v in zip(labels, p, strict=True)}
+    return {k: probability(v) for k, v in zip(labels, p, strict=True)}
+
+
+def probability(p: float | np.floating) -> float:
+    """A probability or confidence as answered: 4 decimals."""
+    return round(float(p), 4)
+
+
+def seconds(t: float | None) -> float | None:
+    """A time in seconds as answered: 3 decimals (1 ms)."""
+    return None if t is None else round(t, 3)
+
+
+def fps(rate: float | None) -> float | None:
+    """Frames per second as answered: 3 decimals."""
+    return None if rate is None else round(rate, 3)
 
 
 def timings_ms(seconds: dict[str, float]) -> dict:

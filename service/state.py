@@ -1,4 +1,4 @@
-"""What one app serves with (settings and analyzer), and the one way routes reach it.
+"""What one app serves with (settings, analyzer, video scratch), and the one way routes reach it.
 
 ``create_app`` installs the state; a route calls ``current_state()``, gunicorn's worker
 hook ``state_of(app)``.
@@ -15,6 +15,7 @@ from service.analyzer import Analyzer
 from service.config import Settings
 from service.detection import Detector
 from service.registry import ModelSlot
+from service.video.scratch import Scratch
 
 _KEY = "fer"  # in app.extensions
 
@@ -23,6 +24,7 @@ _KEY = "fer"  # in app.extensions
 class State:
     settings: Settings
     analyzer: Analyzer
+    scratch: Scratch  # where video uploads wait while they are analysed
 
     @property
     def models(self) -> ModelSlot:

@@ -30,7 +30,6 @@ from service.contract import Preprocessing
 from service.errors import APIError, BadRequest, InvalidOptions, NotReady
 from service.model import Classifier
 from service.registry import ModelSlot
-from service.repository import has_version
 from service.schemas import parse_options
 from service.v2_messages import InferRequest
 from service.v2_tensors import Tensor
@@ -120,7 +119,7 @@ def lookup(
     if served is None:
         raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
     if version is not None and version != live.version:
-        if has_version(slot.model_dir, version):
+        if slot.has_version(version):
             raise VersionUnavailable(f"'{name}' version {version} is not at ready state")
         raise ModelNotFound(f"Request for unknown model: '{name}' version {version} is not found")
     if not live.ready:
@@ -229,6 +228,8 @@ def analyze_images(
     index, boxes, scores, emotions, probs = [], [], [], [], []
     for i, data in enumerate(images):
         analysis = analyzer.analyze(bytes(data), opts, live)
+        # argmax (the first of tied labels), as v2 always answered; ImageAnalysis.emotions
+        # (/predict) ranks by argsort, which may order ties otherwise: kept apart on purpose.
         names = [live.labels[int(np.argmax(f.probs))] for f in analysis.faces]
         metrics.observe_image(analysis.seconds, names)
         for face, name in zip(analysis.faces, names, strict=True):

@@ -21,6 +21,7 @@ from service.analyzer import Analyzer
 from service.config import Settings
 from service.errors import APIError
 from service.model import Classifier
+from service.registry import ModelSlot
 from service.video import results
 from service.video.analysis import Frame, Limits, VideoAnalysis, VideoOptions
 
@@ -51,8 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build(settings: Settings) -> tuple[Analyzer, Classifier]:
     """The service's analyzer on the live version of the configured model."""
-    # One process with the cores all to itself (threads_per_worker), and nothing to batch.
-    analyzer = Analyzer.from_settings(replace(settings, workers=1, batch=False))
+    # Nothing to batch (one caller). Threads as the CLI always chose them: the detector a
+    # worker's share of the cores (threads_per_worker), OpenVINO FER_INFERENCE_THREADS as
+    # set (0: OpenVINO's own choice).
+    models = ModelSlot.from_settings(settings, threads=settings.inference_threads)
+    analyzer = Analyzer.from_settings(replace(settings, batch=False), models)
     analyzer.models.check()
     model = analyzer.models.peek()
     if model is None or not model.ready:

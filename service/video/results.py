@@ -16,10 +16,6 @@ from service.video.analysis import Frame, TrackSummary, VideoAnalysis
 STAGES = ("decode", "detect", "crop", "classify", "track")
 
 
-def _s(t: float | None) -> float | None:
-    return None if t is None else round(t, 3)
-
-
 def header(a: VideoAnalysis) -> dict:
     """What is known before the first frame: the video, the window, the settings."""
     info = a.info
@@ -27,11 +23,11 @@ def header(a: VideoAnalysis) -> dict:
         "video": {
             "width": info.width,
             "height": info.height,
-            "fps": None if info.fps is None else round(info.fps, 3),
+            "fps": serialize.fps(info.fps),
             "frame_count": info.frame_count,
-            "duration": _s(info.duration),
+            "duration": serialize.seconds(info.duration),
         },
-        "window": {"start": _s(a.start), "end": _s(a.end)},
+        "window": {"start": serialize.seconds(a.start), "end": serialize.seconds(a.end)},
         "fps": a.opts.fps,
         "smoothing": a.opts.smoothing,
         "model": {"name": a.model.name, "version": a.model.version},
@@ -48,14 +44,14 @@ def frame(f: Frame, labels: list[str], top_k: int) -> dict:
         if f.smoothed is not None:
             entry["smoothed"] = _label(f.smoothed[i], labels)
         faces.append(entry)
-    return {"index": f.index, "time": _s(f.time), "faces": faces}
+    return {"index": f.index, "time": serialize.seconds(f.time), "faces": faces}
 
 
 def _label(p: np.ndarray, labels: list[str]) -> dict:
     k = int(np.argmax(p))
     return {
         "emotion": labels[k],
-        "confidence": round(float(p[k]), 4),
+        "confidence": serialize.probability(p[k]),
         "probabilities": serialize.probabilities(p, labels),
     }
 
@@ -65,13 +61,13 @@ def track(t: TrackSummary, labels: list[str]) -> dict:
     mean = t.mean
     return {
         "track_id": t.id,
-        "first_time": _s(t.first_time),
-        "last_time": _s(t.last_time),
+        "first_time": serialize.seconds(t.first_time),
+        "last_time": serialize.seconds(t.last_time),
         "frames": t.frames,
         "dominant_emotion": labels[int(np.argmax(mean))],
         "mean_probabilities": serialize.probabilities(mean, labels),
         "timeline": [
-            {"start": _s(start), "end": _s(end), "emotion": labels[k]}
+            {"start": serialize.seconds(start), "end": serialize.seconds(end), "emotion": labels[k]}
             for start, end, k in t.timeline
         ],
     }

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 
-from flask import Blueprint, Request, Response, current_app, g, jsonify, request
+from flask import Blueprint, Request, Response, g, jsonify, request
 from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.datastructures import FileStorage
 
@@ -18,7 +17,6 @@ from service.state import current_state, state_of
 from service.uploads import form_options, query_options, single
 from service.video import results
 from service.video.analysis import Limits, VideoAnalysis
-from service.video.scratch import Scratch, default_root
 
 log = logging.getLogger("service.video")
 bp = Blueprint("video", __name__)
@@ -32,10 +30,7 @@ DEADLINE_SHARE = 0.75
 
 @bp.record_once
 def _setup(setup: BlueprintSetupState) -> None:
-    settings = state_of(setup.app).settings
-    scratch = Scratch(Path(settings.video_tmp_dir) if settings.video_tmp_dir else default_root())
-    scratch.sweep()  # what a killed worker left behind
-    setup.app.extensions["fer.video"] = scratch
+    state_of(setup.app).scratch.sweep()  # what a killed worker left behind
 
 
 @bp.post("/predict/video")
@@ -52,8 +47,7 @@ def predict_video():
         settings.max_pixels,
         settings.timeout * DEADLINE_SHARE,
     )
-    scratch = current_app.extensions["fer.video"]
-    with scratch.file(chunks, request.max_content_length) as path:
+    with state.scratch.file(chunks, request.max_content_length) as path:
         # Opened, the file is no longer needed by name: it goes when this block ends.
         analysis = VideoAnalysis(
             path, state.analyzer, model, opts, limits, settings.threads_per_worker()

@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from service.config import Settings
 from service.errors import PayloadTooLarge
 
 log = logging.getLogger("service.video")
@@ -34,6 +35,11 @@ class Scratch:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.pid = os.getpid()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Scratch:
+        """Under FER_VIDEO_TMP_DIR, or the system's temporary folder when it is unset."""
+        return cls(Path(settings.video_tmp_dir) if settings.video_tmp_dir else default_root())
 
     @property
     def folder(self) -> Path:

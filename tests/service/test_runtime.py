@@ -55,6 +55,16 @@ def test_threads_per_worker_shares_the_cores():
     assert Settings.from_env({}, inference_threads=3).threads_per_worker() == 3
 
 
+def test_a_missing_or_empty_model_folder_is_named_as_such(tmp_path):
+    missing = make_classifier(tmp_path / "nothing", "openvino", "f32")
+    assert not missing.ready
+    assert missing.error == f"FileNotFoundError: model folder {tmp_path / 'nothing'} does not exist"
+    (tmp_path / "3").mkdir()  # a version being copied: not complete
+    empty = make_classifier(tmp_path, "openvino", "f32")
+    assert not empty.ready
+    assert empty.error == f"FileNotFoundError: no complete model version in {tmp_path}"
+
+
 def test_precision_auto_is_bf16_only_where_the_cpu_has_it():
     assert resolve_precision("auto") == ("bf16" if native_bf16() else "f32")
     assert resolve_precision("f32") == "f32"

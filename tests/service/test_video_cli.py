@@ -14,8 +14,9 @@ from openapi_schema_validator import OAS30Validator
 
 from bench.videos import Mover, blob, blobs, crossing_faces
 from service.analyzer import Analyzer
+from service.config import Settings
 from service.registry import ModelSlot
-from service.video.__main__ import main, parse_args, plot, run
+from service.video.__main__ import build, main, parse_args, plot, run
 from service.video.analysis import Limits, VideoAnalysis, VideoOptions
 from tests.conftest import CLASSES, ROOT
 from tests.service.blobs import BlobDetector, level
@@ -84,6 +85,23 @@ def test_end_to_end_on_the_shipped_model(yunet_path, tmp_path):
     assert all("smoothed" in face for f in result["frames"] for face in f["faces"])
     assert {t["dominant_emotion"] for t in result["tracks"]} == {"happy"}  # the astronaut
     assert (tmp_path / "out.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_threads_are_the_detector_a_worker_share_and_openvino_its_own_choice(yunet_path):
+    settings = Settings.from_env(
+        {},
+        model_dir=ROOT / "models" / "emotion" / "2",
+        yunet_model=str(yunet_path),
+        runtime="openvino",
+        precision="f32",
+        workers=2,
+    )
+    analyzer, model = build(settings)
+    assert model.threads == 0  # FER_INFERENCE_THREADS unset: no INFERENCE_NUM_THREADS
+    detector_config = analyzer.detector._config  # type: ignore[attr-defined]
+    assert detector_config["INFERENCE_NUM_THREADS"] == settings.threads_per_worker()
 
 
 def test_an_unreadable_video_is_an_error_message_not_a_traceback(tmp_path, capsys):
