@@ -131,7 +131,7 @@ def exported_contract(folder: str, option: str) -> ModelContract:
     try:
         return ModelContract.read(Path(folder))
     except ContractError as e:
-        raise TrainerError(f"{option} {e}") from e
+        raise TrainerError(f"{option} {folder}: {e.reason}") from e
 
 
 # The original notebook: ImageDataGenerator augmentation, 80/20 split, frozen base for 5

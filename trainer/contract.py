@@ -4,8 +4,11 @@ A version folder (``models/<name>/<version>/``) is all the trainer and the servi
 the SavedModel and these two files. ``ModelContract.read`` parses a folder's metadata once,
 refusing a folder that is not an export or whose contract is malformed, and the rest of
 the trainer passes the typed object around; ``ModelContract.write`` writes both files in
-the exact form the service reads. The service has its own reader: the two share the
-files, not code.
+the exact form the service reads. The service has its own reader of the same files
+(service/contract.py: its ``Contract``, ``Preprocessing``, ``FaceCrop`` and ``ContractError``
+are other classes than these, and its ``version`` is a string), lenient where this one is
+strict for what it writes; the two meet only on disk (tests/test_contract.py checks they
+agree).
 
 The preprocessing and face-crop rules this trainer applies (trainer/images.py,
 trainer/model.py) are defined here too, once: what an export's metadata says is what
@@ -18,7 +21,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from trainer.errors import TrainerError
 
@@ -26,23 +29,21 @@ METADATA, LABELS = "metadata.json", "labels.json"
 FORMAT = "tf_saved_model"
 SIGNATURE = "serving_default"
 OUTPUT = "probabilities, one per label, in labels order"
-# Keys of metadata.json that the typed fields and the constants above stand for; any
-# other key is a detail.
-_TYPED = {
-    "name",
-    "version",
-    "format",
-    "signature",
-    "input",
-    "output",
-    "labels",
-    "preprocessing",
-    "face_crop",
-}
+# The resize interpolations trainer/images.py knows (OpenCV's flag names); a contract
+# naming another one is refused when read.
+INTERPOLATIONS = ("INTER_AREA", "INTER_LINEAR", "INTER_CUBIC", "INTER_NEAREST")
 
 
 class ContractError(TrainerError):
-    """A folder is not an exported model version, or its contract files are malformed."""
+    """A folder is not an exported model version, or its contract files are malformed.
+
+    ``reason`` is the message without the folder, for callers that name the folder their
+    own way (``--teacher X: <reason>``).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -180,16 +181,19 @@ class ModelContract:
         check = _Checker(folder / METADATA)
         if meta.get("format", FORMAT) != FORMAT:
             raise check.error("format", f"is {meta['format']!r}, not {FORMAT!r}")
-        return cls(
+        typed = cls(
             name=check.typed("name", meta.get("name"), str),
             version=check.typed("version", meta.get("version"), int),
             labels=check.labels("labels", meta.get("labels")),
             input=check.input(meta.get("input")),
-            preprocessing=check.record("preprocessing", meta.get("preprocessing"), Preprocessing),
+            preprocessing=check.preprocessing(meta.get("preprocessing")),
             face_crop=check.record("face_crop", meta.get("face_crop"), FaceCrop),
             signature=check.typed("signature", meta.get("signature", SIGNATURE), str),
-            details={k: v for k, v in meta.items() if k not in _TYPED},
         )
+        # Without details, to_json writes exactly the keys the typed fields stand for: every
+        # other key is a detail.
+        typed_keys = typed.to_json()
+        return replace(typed, details={k: v for k, v in meta.items() if k not in typed_keys})
 
 
 def read_labels(folder: Path) -> list[str]:
@@ -205,18 +209,22 @@ def read_labels(folder: Path) -> list[str]:
 def _json_file(folder: Path, name: str, kind: type) -> Any:
     path = folder / name
     if not path.is_file():
-        raise ContractError(f"{folder} is not an exported model version (no {name})")
+        reason = f"not an exported model version (no {name})"
+        raise ContractError(f"{folder} is {reason}", reason)
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ContractError(f"{path} is not readable JSON: {e}") from e
+        raise ContractError(
+            f"{path} is not readable JSON: {e}", f"{name} is not readable JSON: {e}"
+        ) from e
     if not isinstance(value, kind):
-        raise ContractError(f"{path} holds a JSON {type(value).__name__}, not a {kind.__name__}")
+        problem = f"holds a JSON {type(value).__name__}, not a {kind.__name__}"
+        raise ContractError(f"{path} {problem}", f"{name} {problem}")
     return value
 
 
-# The JSON types of the fields of Preprocessing and FaceCrop (their annotations, as text).
-_JSON_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "bool": (bool,), "float": (int, float)}
+# The JSON types of the fields of Preprocessing and FaceCrop, by their annotation.
+_JSON_TYPES: dict[type, tuple[type, ...]] = {str: (str,), bool: (bool,), float: (int, float)}
 
 
 class _Checker:
@@ -226,7 +234,9 @@ class _Checker:
         self.path = path
 
     def error(self, key: str, problem: str) -> ContractError:
-        return ContractError(f"{self.path}: {key!r} {problem}")
+        return ContractError(
+            f"{self.path}: {key!r} {problem}", f"{key!r} in {self.path.name} {problem}"
+        )
 
     def typed(self, key: str, value: Any, *kinds: type) -> Any:
         # bool is an int to Python, never to the contract (a version, a scale).
@@ -254,13 +264,25 @@ class _Checker:
             raise self.error("input", f"must be uint8 pixels in 0..255, not {value!r}")
         return InputSpec(size, "uint8")
 
+    def preprocessing(self, value: Any) -> Preprocessing:
+        prep: Preprocessing = self.record("preprocessing", value, Preprocessing)
+        for key, name in [
+            ("resize_shrink", prep.resize_shrink),
+            ("resize_enlarge", prep.resize_enlarge),
+        ]:
+            if name not in INTERPOLATIONS:
+                choices = ", ".join(INTERPOLATIONS)
+                raise self.error(f"preprocessing.{key}", f"must be one of {choices}, not {name!r}")
+        return prep
+
     def record(self, key: str, value: Any, kind: type) -> Any:
         names = [f.name for f in fields(kind)]
         if not isinstance(value, dict) or set(value) != set(names):
             raise self.error(key, f"must have exactly the keys {names}, not {value!r}")
+        hints = get_type_hints(kind)
         return kind(
             **{
-                f.name: self.typed(f"{key}.{f.name}", value[f.name], *_JSON_TYPES[str(f.type)])
-                for f in fields(kind)
+                name: self.typed(f"{key}.{name}", value[name], *_JSON_TYPES[hints[name]])
+                for name in names
             }
         )

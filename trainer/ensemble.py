@@ -17,9 +17,6 @@ from trainer.contract import ModelContract
 from trainer.errors import TrainerError
 from trainer.export import Composite
 
-# Fields that must be equal for the members' outputs to mean the same thing.
-CONTRACT = ("labels", "input", "preprocessing", "face_crop")
-
 
 class Ensemble(Composite):
     """Exported members behind one signature that returns the mean of their outputs."""
@@ -47,9 +44,10 @@ def read_members(folders: list[Path]) -> list[ModelContract]:
             # The ensemble is measured on splits rebuilt from a member's training options.
             raise TrainerError(f"{f} is not a trained version (an ensemble?): give its members")
         members.append(member)
+    first = dict(_must_agree(members[0]))
     for f, member in zip(folders[1:], members[1:], strict=True):
-        for key in CONTRACT:
-            if getattr(member, key) != getattr(members[0], key):
+        for key, value in _must_agree(member):
+            if value != first[key]:
                 raise TrainerError(f"{f} differs from {folders[0]} in {key!r}: cannot average")
     prints = {m.details.get("dataset", {}).get("fingerprint") for m in members}
     if len(prints) != 1 or None in prints:
@@ -59,6 +57,17 @@ def read_members(folders: list[Path]) -> list[ModelContract]:
             f"the members were not trained on the same data (dataset fingerprints {prints})"
         )
     return members
+
+
+def _must_agree(member: ModelContract) -> tuple[tuple[str, object], ...]:
+    """The contract fields, named, that must be equal for the members' outputs to mean the
+    same thing."""
+    return (
+        ("labels", member.labels),
+        ("input", member.input),
+        ("preprocessing", member.preprocessing),
+        ("face_crop", member.face_crop),
+    )
 
 
 def member_summary(folder: Path, member: ModelContract) -> dict:

@@ -10,7 +10,8 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
-from trainer.contract import ModelContract, read_labels
+from trainer.contract import METADATA, ModelContract, read_labels
+from trainer.errors import TrainerError
 
 
 @dataclass
@@ -38,7 +39,13 @@ class Exported:
 
 
 def load_exported(model_dir: Path) -> Exported:
-    """The exported version in ``model_dir``, its contract checked (ContractError if not)."""
+    """The exported version in ``model_dir``, its contract checked.
+
+    Raises:
+        TrainerError: ``model_dir`` has no metadata.json (ContractError: a malformed one).
+    """
+    if not (model_dir / METADATA).is_file():
+        raise TrainerError(f"{model_dir} is not an exported model (no {METADATA})")
     contract = ModelContract.read(model_dir)
     labels = read_labels(model_dir)
     loaded = tf.saved_model.load(str(model_dir))

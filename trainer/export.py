@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import platform
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import tensorflow as tf
 from trainer.contract import SIGNATURE, ModelContract
 from trainer.errors import TrainerError
 from trainer.evaluate import Exported, load_exported
+from trainer.revision import code_revision
 
 # Called on the reloaded export before it is published: it may write reports into the
 # folder and returns the contract to publish (the one it was given, with details added).
@@ -76,29 +76,6 @@ def next_version(models_dir: Path, name: str) -> int:
         [int(p.name) for p in folder.glob("*") if p.name.isdigit()] if folder.exists() else []
     )
     return max(versions, default=0) + 1
-
-
-def code_revision() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).parent,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-        return (
-            out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def base_contract(name: str, version: int, labels: Sequence[str], size: int) -> ModelContract:

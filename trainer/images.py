@@ -18,12 +18,14 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from trainer.contract import PREPROCESSING
+from trainer.contract import INTERPOLATIONS, PREPROCESSING
 from trainer.errors import DataError
 
 # The one colour rule this module applies: "gray3" is Pillow's 8-bit luma, then three
 # equal channels (to_model_input). Another rule in the contract fails here, at import.
 _PILLOW_MODE = {"gray3": "L"}[PREPROCESSING.color]
+# The OpenCV flag of each interpolation a contract may name (trainer.contract refuses others).
+_INTERP = {name: getattr(cv2, name) for name in INTERPOLATIONS}
 BLANK_STD = 2.0  # pixel standard deviation below which an image counts as blank
 
 
@@ -38,8 +40,7 @@ def to_model_input(gray: np.ndarray, size: int) -> np.ndarray:
     """Resize a gray array to ``size`` x ``size`` and repeat it into three channels."""
     h, w = gray.shape[:2]
     if (h, w) != (size, size):
-        # The contract names OpenCV's interpolation flags (INTER_AREA, INTER_LINEAR, ...).
-        interp = getattr(cv2, PREPROCESSING.interpolation(h, w, size))
+        interp = _INTERP[PREPROCESSING.interpolation(h, w, size)]
         gray = cv2.resize(gray, (size, size), interpolation=interp)
     return np.repeat(gray[:, :, None], 3, axis=2)
 

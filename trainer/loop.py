@@ -115,7 +115,7 @@ def fit(cfg: TrainConfig, run_dir: Path, prep: Prepared) -> tuple[keras.Model, d
         The model with its best weights, and the run state (also written to state.json).
     """
     keras.utils.set_random_seed(cfg.seed)
-    state = run_folder.load_state(run_dir)
+    state = checkpoint.load_state(run_dir) or run_folder.new_state()
     if note := run_folder.resume_note(run_dir, state):
         print(note, flush=True)
     train, val = prep.splits["train"], prep.splits["val"]

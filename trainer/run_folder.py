@@ -15,10 +15,9 @@ import csv
 import json
 from pathlib import Path
 
-from trainer import checkpoint
 from trainer.config import TrainConfig
 from trainer.errors import TrainerError
-from trainer.export import code_revision
+from trainer.revision import code_revision
 
 CONFIG, STATE, HISTORY = "config.json", "state.json", "history.csv"
 REVISIONS, CURVES = "code_revisions.txt", "training_curves.png"
@@ -86,6 +85,7 @@ def append_history(run_dir: Path, row: dict) -> None:
 
 
 def new_state() -> dict:
+    """The run state of a run at its start (no checkpoint yet)."""
     return {
         "stage": 1,
         "epoch": 0,
@@ -95,11 +95,6 @@ def new_state() -> dict:
         "history": [],
         "stopped_early": False,
     }
-
-
-def load_state(run_dir: Path) -> dict:
-    """The run state of the latest checkpoint, or a new run's."""
-    return checkpoint.load_state(run_dir) or new_state()
 
 
 def write_final_state(run_dir: Path, state: dict) -> None:

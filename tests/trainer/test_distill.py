@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import CLASSES, TINY_ARGS
+from tests.conftest import CLASSES, ROOT, TINY_ARGS
 from trainer.cli import main
 
 # Every appearance option on, so the student's real training loop runs each new layer.
@@ -156,7 +158,10 @@ def _fake_teacher(folder: Path, labels: list[str], size: int) -> Path:
     [
         (["--teacher-weight", "1.5"], "--teacher-weight must be in [0, 1]"),
         (["--temperature", "0"], "--temperature must be positive"),
-        (["--teacher", "{tmp}/nothing"], "not an exported model version (no metadata.json)"),
+        (
+            ["--teacher", "{tmp}/nothing"],
+            "--teacher {tmp}/nothing: not an exported model version (no metadata.json)",
+        ),
         (["--teacher", "{teacher64}"], "its input is 64 px, the student's 48 px"),
         (["--teacher", "{other_labels}"], "differ from the data's classes"),
         ([], "distill needs --teacher"),
@@ -171,7 +176,7 @@ def test_bad_distill_options_exit_2_before_the_run_starts(
         "other_labels": _fake_teacher(tmp_path / "t7", [*sorted(CLASSES)[:6], "contempt"], 48),
         "teacher": _fake_teacher(tmp_path / "ok", sorted(CLASSES), 48),
     }
-    options = [o.format(**teachers) for o in options]
+    options, message = [o.format(**teachers) for o in options], message.format(**teachers)
     if "--teacher" not in options and options:
         options += ["--teacher", str(teachers["teacher"])]
     args = ["distill", str(tiny_data), *TINY_ARGS, "--run-dir", str(tmp_path / "run"), *options]
@@ -187,6 +192,12 @@ def test_distill_resume_refuses_a_train_run(tmp_path, capsys):
     (tmp_path / "config.json").write_text(TrainConfig(data="x").to_json())
     rc = main(["distill", "--resume", str(tmp_path)])
     assert rc == 2 and "a train run, not a distill run" in capsys.readouterr().err
+
+
+def test_reading_a_run_folder_does_not_load_tensorflow():
+    # distill --resume checks the run's config.json before anything heavy is loaded.
+    code = "import sys, trainer.run_folder; assert 'tensorflow' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
 def test_distill_takes_every_train_option():
