@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from service import cropping, serialize
+from service import cropping
 from service.batching import Batcher, Unbatched
 from service.config import Settings
 from service.detection import Detector, Face, make_detector
@@ -225,7 +225,8 @@ def annotate(img: Decoded, faces: list[FaceResult], labels: list[str]) -> bytes:
         x, y, w, h = (round(v / img.scale) for v in (f.box.x, f.box.y, f.box.width, f.box.height))
         cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 200, 0), thick)
         top = int(f.ranked()[0])
-        text = f"{labels[top]} {serialize.probability(f.probs[top]):.2f}"
+        # The confidence as /predict answers it (4 decimals), then shown with 2.
+        text = f"{labels[top]} {round(float(f.probs[top]), 4):.2f}"
         cv2.putText(
             canvas,
             text,

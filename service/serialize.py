@@ -2,22 +2,20 @@
 
 /predict, /predict/batch and the video results (service.video.results) answer in these
 shapes, and their numbers are rounded by the helpers here and nowhere else: probabilities
-and confidences to 4 decimals, times and frame rates to 3, stage timings to 0.01 ms (the
-annotated image's labels use them too). The one value rounded before it gets here is a
-detector's score, to 4 decimals by the detector (service.detection), as /v2 answers it too.
+and confidences to 4 decimals, times and frame rates to 3, stage timings to 0.01 ms. Two
+values are rounded before they get here: a detector's score, to 4 decimals by the detector
+(service.detection), as /v2 answers it too; and the label drawn on an annotated image
+(service.analyzer.annotate), which shows the confidence as answered here.
 """
 
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from service.analyzer import Box, FaceResult, ImageAnalysis
 from service.errors import APIError
-
-if TYPE_CHECKING:  # annotations only: service.analyzer rounds its image labels with this module
-    from service.analyzer import Box, FaceResult, ImageAnalysis
 
 
 def image(a: ImageAnalysis, top_k: int) -> dict:
