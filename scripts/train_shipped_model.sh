@@ -80,6 +80,15 @@ distill 7 e --teacher "$MODELS/emotion/6" --teacher-weight 0.5 --temperature 1 \
 # teacher.npz is copied into f/run/ first; otherwise computed again, about 34 minutes).
 distill 8 f --teacher "$MODELS/emotion/6" --teacher-weight 0.7 --temperature 1 \
   --erasing 0.5 --noise 12 --blur 0.25 --low-res 0.4 --brightness 0.15 --contrast 0.3 \
-  --init-from "$MODELS/emotion/7" --stage1-epochs 0 --stage2-epochs 20 --stage2-lr 3e-4 \
+  --init-from "$MODELS/emotion/7" --stage1-epochs 0 --stage2-epochs 16 --stage2-lr 3e-4 \
   --early-stopping 0 --seed 11
-echo "exported $MODELS/emotion/{1..8}; evaluate with scripts/evaluate_shipped_model.sh"
+# 8) trained with square-root class weights, which pull its predictions away from the
+# class priors: per-class offsets tuned on its validation split (PublicTest) pull them back.
+[[ -d $MODELS/emotion/9 ]] || python -m trainer adjust "$MODELS/emotion/8" --models-dir "$MODELS" --version 9
+# 9) is far more robust than 6 but 2.5 points below it on PrivateTest (85.0 vs 87.5 with
+# flip TTA), sad faces above all (recall 0.60 vs 0.76): not shipped. Next: from ImageNet
+# with milder noise, blur and low-resolution augmentation, the teacher's share at 0.7.
+distill 10 g --teacher "$MODELS/emotion/6" --teacher-weight 0.7 --temperature 1 \
+  --erasing 0.5 --noise 6 --blur 0.1 --low-res 0.2 --brightness 0.15 --contrast 0.3 \
+  --stage1-epochs 1 --stage2-epochs 25 --early-stopping 0 --seed 13
+echo "exported $MODELS/emotion/{1..10}; evaluate with scripts/evaluate_shipped_model.sh"
