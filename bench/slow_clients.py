@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import shutil
 import socket
@@ -39,6 +40,10 @@ def nginx(upstream: str, work: Path):
     conf = re.sub(r"listen 8000;", f"listen 127.0.0.1:{port};", conf)
     conf = conf.replace("/tmp/", f"{work}/")
     conf = "daemon off;\nerror_log stderr warn;\n" + conf
+    if os.geteuid() == 0:
+        # Started as root, nginx's workers run as nobody, who cannot write request
+        # bodies above client_body_buffer_size into a private folder such as pytest's.
+        conf = "user root;\n" + conf
     (work / "nginx.conf").write_text(conf)
     proc = subprocess.Popen(
         [exe, "-c", str(work / "nginx.conf"), "-p", str(work)],
