@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from trainer.config import RECIPES, TrainConfig
+from trainer.config import RECIPES, TEACHER_MODES, TrainConfig
 from trainer.errors import TrainerError
 
 F = TrainConfig.__dataclass_fields__
@@ -153,6 +153,12 @@ def _distill_parser(sub) -> None:
     soft = "soften the teacher: p**(1/T) renormalised; 1 if unset"
     _opt(p, "--temperature", "temperature", soft, metavar="T")
     _flag(p, "teacher-tta", "teacher_tta", "average the teacher with the mirror image; on if unset")
+    modes = (
+        "cached: the teacher once per clean training image (TensorFlow), kept in the run "
+        "folder; online: on every augmented batch, on the student's very images (OpenVINO); "
+        "cached if unset"
+    )
+    _opt(p, "--teacher-mode", "teacher_mode", modes, choices=TEACHER_MODES)
 
 
 def _eval_parser(sub) -> None:
@@ -246,7 +252,7 @@ def _train(args) -> None:
     _split_cpu(args.logical_cpus)
     if args.resume:
         if args.command == "distill":
-            _check_distill_run(args.resume)
+            _check_distill_run(args.resume, args.teacher_mode)
         train_and_export(None, args.resume, args.models_dir, args.version)
         return
     if not args.data:
@@ -262,7 +268,7 @@ def _train(args) -> None:
     train_and_export(cfg, run_dir, args.models_dir, args.version)
 
 
-def _check_distill_run(run_dir: Path) -> None:
+def _check_distill_run(run_dir: Path, mode: str | None) -> None:
     # Resuming a train run with distill would silently train without a teacher.
     from trainer.run_folder import saved_config
 
@@ -270,6 +276,13 @@ def _check_distill_run(run_dir: Path) -> None:
     if cfg is not None and not cfg.teacher:
         raise TrainerError(
             f"{run_dir} is a train run, not a distill run: resume it with train --resume"
+        )
+    # A resumed run keeps the mode it started with (its config.json's): switching would
+    # make one run of two recipes, so another mode asked for here is refused, not ignored.
+    if cfg is not None and mode is not None and mode != cfg.teacher_mode:
+        raise TrainerError(
+            f"{run_dir} was started with --teacher-mode {cfg.teacher_mode}: a resumed run "
+            f"keeps its mode (leave out --teacher-mode, or start a new run)"
         )
 
 

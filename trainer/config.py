@@ -9,6 +9,8 @@ from pathlib import Path
 from trainer.contract import ContractError, ModelContract
 from trainer.errors import TrainerError
 
+TEACHER_MODES = ("cached", "online")  # how distill runs its teacher (trainer/distill.py)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -61,6 +63,9 @@ class TrainConfig:
     teacher_weight: float = 0.5  # share of the train target that comes from the teacher
     temperature: float = 1.0  # teacher probabilities softened as p ** (1 / T), renormalised
     teacher_tta: bool = True  # average the teacher over each image and its mirror
+    # "cached": the teacher once per clean training image (TensorFlow, teacher.npz in the
+    # run folder); "online": on every augmented batch through OpenVINO, no cache.
+    teacher_mode: str = "cached"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -87,6 +92,11 @@ class TrainConfig:
             *self._appearance_checks(),
             (0 <= self.teacher_weight <= 1, "--teacher-weight must be in [0, 1]"),
             (self.temperature > 0, "--temperature must be positive"),
+            (self.teacher_mode in TEACHER_MODES, "--teacher-mode must be cached or online"),
+            (
+                bool(self.teacher) or self.teacher_mode == "cached",
+                "--teacher-mode online needs --teacher",
+            ),
         ]
         for ok, msg in checks:
             if not ok:

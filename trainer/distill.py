@@ -1,15 +1,25 @@
 """Knowledge distillation: a student's training targets mixed from the labels and a teacher.
 
-The teacher is an exported version, run through its SavedModel signature exactly as the
-service runs it (only its probabilities are exported, so softening works on those). Its
-outputs are computed once per training image, averaged with the mirror image when asked,
-and cached in the run folder, not recomputed on every augmented batch. Measured with
-``scripts/distill_cost.py`` on the 2-core CPU (batch 64, 96 px, two runs): one forward
-pass of version 6 (three networks) takes 0.43-0.44x a fine-tuning step of the student
-(253-269 vs 591-615 ms), so running it online would add over 40% to every epoch (43-46
-min over 1 + 25 epochs of FER+), while the cache costs one pass with the mirror images:
-3.4-3.7 min for the whole run.
-The price: the teacher sees the unaugmented face, not the rotated or erased one.
+The teacher is an exported version (only its probabilities are exported, so softening
+works on those), run in one of two modes (``--teacher-mode``):
+
+* ``cached`` (the default): through its SavedModel signature, as the service's TensorFlow
+  runtime runs it, once per training image (averaged with the mirror image when asked),
+  and cached in the run folder, which a resumed run reads. The price: the teacher sees
+  the clean face, the student the rotated, erased or blurred one it is trained on.
+* ``online``: through OpenVINO (trainer/teacher_runtime.py) on every augmented training
+  batch, on exactly the images the student is fed (and their mirrors), so that target and
+  image agree, as in "Knowledge distillation: a good teacher is patient and consistent"
+  (Beyer et al., 2022). Nothing is cached: a resumed run converts the teacher again.
+
+Measured with ``scripts/distill_cost.py`` on the 2-core CPU while another training run
+shared it (batch 64, 96 px, version 6 = three networks; three runs; ratios to one
+fine-tuning step of the student, as absolute times were inflated by the load): the teacher
+through TensorFlow 0.48x, 0.92-0.95x with the mirror, so online it would nearly double
+every epoch; through OpenVINO (bf16) 0.09x, 0.17-0.18x with the mirror, 5.2-5.6x faster.
+In the real input pipeline and ``fit``, the online OpenVINO teacher with its mirror added
+21% to an epoch (paired rounds), where the cache costs one TensorFlow pass for the whole
+run (about 0.9x an epoch of student steps).
 Validation and test targets stay the labels, so validation loss, early stopping and the
 best epoch are measured against the votes, not against the teacher.
 """
@@ -19,7 +29,8 @@ from __future__ import annotations
 import os
 import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +40,84 @@ from trainer.config import TrainConfig, exported_contract
 from trainer.contract import ModelContract
 from trainer.errors import TrainerError
 from trainer.evaluate import load_exported
+from trainer.input_pipeline import BatchTargets
 from trainer.splits import Split
+from trainer.teacher_runtime import OpenVINOTeacher, load_teacher
 
 CACHE = "teacher.npz"
+
+
+@dataclass
+class Teacher:
+    """A teacher checked against the data: its contract and, online, its OpenVINO model."""
+
+    contract: ModelContract
+    runtime: OpenVINOTeacher | None = None
+
+
+@dataclass
+class Distillation:
+    """What distillation changes in a run once the teacher is ready."""
+
+    details: dict  # the metadata's "distillation" block
+    # Online, each augmented batch's train targets; cached, None: the train split's
+    # targets are mixed already.
+    batch_targets: BatchTargets | None = None
+
+
+def open_teacher(cfg: TrainConfig, classes: list[str]) -> Teacher:
+    """The run's teacher, checked; online, converted and compiled by OpenVINO too.
+
+    Called before the run folder is made, so that a teacher OpenVINO cannot read starts
+    no run.
+
+    Args:
+        cfg: the run's options, with ``teacher`` set.
+        classes: the data's classes, in the student's output order.
+    """
+    contract = check_teacher(cfg, classes)
+    if cfg.teacher_mode != "online":
+        return Teacher(contract)
+    runtime = load_teacher(Path(str(cfg.teacher)), contract)
+    threads = f"{runtime.threads} thread{'s' * (runtime.threads > 1)}"
+    print(
+        f"teacher {cfg.teacher} on OpenVINO ({runtime.precision}, {threads}), run on every "
+        f"augmented training batch{' and its mirror' * cfg.teacher_tta}; converted and "
+        f"compiled in {runtime.seconds:.1f} s",
+        flush=True,
+    )
+    return Teacher(contract, runtime)
+
+
+def distill(cfg: TrainConfig, teacher: Teacher, run_dir: Path, train: Split) -> Distillation:
+    """Make the train targets the labels-teacher mix: cached, now, in ``train``; online,
+    batch by batch (``Distillation.batch_targets``, for the input pipeline)."""
+    if teacher.runtime is None:
+        return Distillation(distill_targets(cfg, teacher.contract, run_dir, train))
+    details = {
+        **_settings(cfg, teacher.contract),
+        "targets": "train: (1 - weight) * labels + weight * softened teacher, the teacher run "
+        "on each augmented batch; val, test: labels",
+        "teacher_runtime": teacher.runtime.describe(),
+    }
+    return Distillation(details, online_targets(teacher.runtime.infer, cfg))
+
+
+def online_targets(infer: Callable[[np.ndarray], np.ndarray], cfg: TrainConfig) -> BatchTargets:
+    """The train targets of one batch from the teacher (``infer``) on its very images.
+
+    Args:
+        infer: the teacher: uint8 images [N, size, size, 3] in, probabilities out.
+        cfg: the run's options (weight, temperature, TTA).
+    """
+
+    def targets(images: np.ndarray, votes: np.ndarray) -> np.ndarray:
+        probs = infer(images)
+        if cfg.teacher_tta:
+            probs = (probs + infer(images[:, :, ::-1])) / 2.0
+        return mix_targets(votes, probs, cfg.teacher_weight, cfg.temperature)
+
+    return targets
 
 
 def check_teacher(cfg: TrainConfig, classes: list[str]) -> ModelContract:
@@ -96,18 +182,26 @@ def distill_targets(cfg: TrainConfig, teacher: ModelContract, run_dir: Path, tra
     )
     train.targets = mix_targets(train.targets, probs, cfg.teacher_weight, cfg.temperature)
     return {
+        **_settings(cfg, teacher),
+        "targets": "train: (1 - weight) * labels + weight * softened teacher; val, test: labels",
+        "teacher_seconds": round(seconds, 1),
+        "teacher_train_agreement": round(agreement, 4),
+    }
+
+
+def _settings(cfg: TrainConfig, teacher: ModelContract) -> dict:
+    """The metadata both modes record: the teacher, the mode and the mix."""
+    return {
         "teacher": {
             "folder": str(cfg.teacher),
             "name": teacher.name,
             "version": teacher.version,
             "metrics": _headline(teacher.metrics),
         },
+        "mode": cfg.teacher_mode,
         "weight": cfg.teacher_weight,
         "temperature": cfg.temperature,
         "teacher_tta": cfg.teacher_tta,
-        "targets": "train: (1 - weight) * labels + weight * softened teacher; val, test: labels",
-        "teacher_seconds": round(seconds, 1),
-        "teacher_train_agreement": round(agreement, 4),
     }
 
 

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
 from trainer.splits import Split
 
+# A batch's uint8 images (as the model is fed them) and label targets in, its train
+# targets out: distillation's online teacher (trainer/distill.py).
+BatchTargets = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
 
 def train_dataset(
-    split: Split, batch: int, seed: int, augment=None, class_weight: dict[int, float] | None = None
+    split: Split,
+    batch: int,
+    seed: int,
+    augment=None,
+    class_weight: dict[int, float] | None = None,
+    targets: BatchTargets | None = None,
 ) -> tf.data.Dataset:
-    """Shuffled, batched, augmented batches of (uint8 image, target[, sample weight])."""
+    """Shuffled, batched, augmented batches of (uint8 image, target[, sample weight]).
+
+    ``targets``, when given, replaces each batch's targets, after augmentation: it sees
+    exactly the pixels the model is fed.
+    """
     parts = [split.images, split.targets]
     if class_weight is not None:
         # Per-sample weights rather than Keras' class_weight: they work with soft targets
@@ -26,7 +41,18 @@ def train_dataset(
             return (tf.cast(tf.clip_by_value(tf.round(y), 0, 255), tf.uint8), *rest)
 
         ds = ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
+    if targets is not None:
+        ds = ds.map(_replace_targets(targets))  # one batch at a time: the teacher's threads
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _replace_targets(targets: BatchTargets):
+    def replace(x, y, *rest):
+        new = tf.numpy_function(targets, [x, y], tf.float32, name="batch_targets")
+        new.set_shape(y.shape)
+        return (x, new, *rest)
+
+    return replace
 
 
 def eval_dataset(split: Split, batch: int) -> tf.data.Dataset:

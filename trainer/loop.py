@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from trainer import checkpoint, run_folder
 from trainer.config import TrainConfig
-from trainer.input_pipeline import eval_dataset, train_dataset
+from trainer.input_pipeline import BatchTargets, eval_dataset, train_dataset
 from trainer.model import augmentation, build_model, set_stage
 from trainer.splits import Prepared, class_weights
 
@@ -108,8 +108,13 @@ def compile_for_stage(model: keras.Model, cfg: TrainConfig, stage: int, steps: i
     )
 
 
-def fit(cfg: TrainConfig, run_dir: Path, prep: Prepared) -> tuple[keras.Model, dict]:
+def fit(
+    cfg: TrainConfig, run_dir: Path, prep: Prepared, batch_targets: BatchTargets | None = None
+) -> tuple[keras.Model, dict]:
     """Run (or resume) both stages in ``run_dir``.
+
+    ``batch_targets``, when given, makes each augmented training batch's targets (an
+    online teacher); otherwise the train split's own targets are used.
 
     Returns:
         The model with its best weights, and the run state (also written to state.json).
@@ -145,7 +150,7 @@ def fit(cfg: TrainConfig, run_dir: Path, prep: Prepared) -> tuple[keras.Model, d
             flush=True,
         )
         callbacks = _callbacks(cfg, run_dir, state, stage, done, len(train))
-        ds = train_dataset(train, cfg.batch_size, cfg.seed + stage, aug, weights)
+        ds = train_dataset(train, cfg.batch_size, cfg.seed + stage, aug, weights, batch_targets)
         model.fit(
             ds,
             validation_data=ds_val,

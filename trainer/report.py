@@ -80,10 +80,25 @@ Trained by `python -m trainer distill` on the outputs of a teacher: `{teacher["f
 {figures or "none recorded"}).
 Training targets: {1 - d["weight"]:g} x the labels + {d["weight"]:g} x the teacher's
 probabilities softened at temperature {d["temperature"]:g} (p ** (1/T), renormalised),
-{tta}, computed once per training image ({d["teacher_seconds"]:.0f} s); validation and test
-targets are the labels. The teacher agrees with the training labels' argmax on
-{d["teacher_train_agreement"]:.1%} of the training images.
+{tta}, {_teacher_run(d)}; validation and test targets are the labels.
 """
+
+
+def _teacher_run(d: Mapping[str, Any]) -> str:
+    """How the teacher was run: online on each batch, or once per image (cards written
+    before the online mode have no ``mode``: they were cached)."""
+    if d.get("mode", "cached") == "online":
+        rt = d["teacher_runtime"]
+        return (
+            f"the teacher run on every augmented training batch, on the very images the "
+            f"student was fed (teacher mode `online`: {rt['name']} {rt['version']}, "
+            f"{rt['precision']})"
+        )
+    return (
+        f"computed once per training image, unaugmented ({d['teacher_seconds']:.0f} s, "
+        f"teacher mode `cached`). The teacher agrees with the training labels' argmax on "
+        f"{d['teacher_train_agreement']:.1%} of the training images"
+    )
 
 
 def adjustment_summary(adjustment: Mapping[str, Any]) -> str:

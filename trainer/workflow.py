@@ -14,7 +14,7 @@ from trainer import figures, report, run_folder
 from trainer.adjust import PriorAdjusted, Search, read_source, tune
 from trainer.config import TrainConfig
 from trainer.contract import ModelContract
-from trainer.distill import check_teacher, distill_targets
+from trainer.distill import distill, open_teacher
 from trainer.ensemble import Ensemble, member_summary, read_members
 from trainer.errors import DataError
 from trainer.evaluate import Exported, load_exported, markdown_table, metrics
@@ -29,17 +29,18 @@ def train_and_export(
     """Train (or resume, when ``cfg`` is None) in ``run_dir`` and export a new version.
 
     With ``cfg.teacher`` set this is distillation: the same training, with the train
-    split's targets mixed from the labels and the teacher's outputs (trainer/distill.py).
+    targets mixed from the labels and the teacher's outputs, computed once per image or,
+    online, on every augmented batch (trainer/distill.py).
     """
     new_run = cfg is not None
     cfg = cfg or run_folder.open_run(run_dir, None)
     prep = prepare_run(cfg)
-    teacher = check_teacher(cfg, prep.classes) if cfg.teacher else None
+    teacher = open_teacher(cfg, prep.classes) if cfg.teacher else None
     if new_run:  # only once the data and the teacher are known to be usable
         run_folder.open_run(run_dir, cfg)
     _print_data_summary(prep, cfg)
-    distilled = distill_targets(cfg, teacher, run_dir, prep.splits["train"]) if teacher else None
-    model, state = fit(cfg, run_dir, prep)
+    distilled = distill(cfg, teacher, run_dir, prep.splits["train"]) if teacher else None
+    model, state = fit(cfg, run_dir, prep, distilled.batch_targets if distilled else None)
     curves = run_dir / run_folder.CURVES
     figures.training_curves(state["history"], curves)
     version = version or next_version(models_dir, cfg.name)
@@ -57,7 +58,7 @@ def train_and_export(
     if cfg.init_from:
         contract = contract.with_details(init=_init_meta(Path(cfg.init_from)))
     if distilled:
-        contract = contract.with_details(distillation=distilled)
+        contract = contract.with_details(distillation=distilled.details)
 
     sample = prep.splits["val"].images[:8]
     finish = _finisher(prep, report.model_card, curves)

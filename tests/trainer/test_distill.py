@@ -1,4 +1,5 @@
-"""``python -m trainer distill``: targets, export, resume with the cached teacher, bad options."""
+"""``python -m trainer distill``: targets, export, resume with the cached teacher, the online
+teacher (OpenVINO on every augmented batch), bad options."""
 
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ def test_distill_exports_a_version_that_names_its_teacher(distilled, tiny_model)
         k: teacher_meta["metrics"]["val"][k] for k in ("accuracy", "macro_f1")
     }
     assert (d["weight"], d["temperature"], d["teacher_tta"]) == (0.5, 1.0, True)
+    assert d["mode"] == "cached" and meta["training"]["teacher_mode"] == "cached"
     assert d["teacher_seconds"] >= 0 and 0 <= d["teacher_train_agreement"] <= 1
     assert meta["training"]["teacher"] == str(tiny_model)
     assert meta["training"]["blur"] == 0.5 and meta["training"]["noise"] == 4.0
@@ -107,24 +109,30 @@ def test_train_targets_are_the_mix_of_labels_and_softened_teacher(tiny_model, ti
 def test_resume_reads_the_cached_teacher_instead_of_running_it(
     distilled, tmp_path, monkeypatch, capsys
 ):
-    import trainer.distill
-
     run = shutil.copytree(distilled / "run", tmp_path / "run")
     cache = run / "teacher.npz"
     before = cache.stat().st_mtime_ns
-
-    def no_teacher(*args, **kwargs):
-        raise AssertionError("the teacher was run again on resume")
-
-    monkeypatch.setattr(trainer.distill, "load_exported", no_teacher)
-    rc = main(["distill", "--resume", str(run), "--models-dir", str(tmp_path / "models")])
-    out = capsys.readouterr().out
-    assert rc == 0, out
+    out = _resume_without_the_tensorflow_teacher(run, tmp_path / "models", monkeypatch, capsys)
     assert f"teacher outputs read from {cache}" in out
     assert cache.stat().st_mtime_ns == before
     meta = json.loads((tmp_path / "models" / "emotion" / "1" / "metadata.json").read_text())
     first = json.loads((distilled / "models" / "emotion" / "1" / "metadata.json").read_text())
     assert meta["distillation"] == first["distillation"]
+
+
+def _resume_without_the_tensorflow_teacher(run: Path, models: Path, monkeypatch, capsys) -> str:
+    """``distill --resume RUN``, failing if the teacher is run through TensorFlow (the
+    cached mode's pass over the training images); returns what the run printed."""
+    import trainer.distill
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("the teacher was run through TensorFlow on resume")
+
+    monkeypatch.setattr(trainer.distill, "load_exported", no_teacher)
+    rc = main(["distill", "--resume", str(run), "--models-dir", str(models)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    return out
 
 
 @pytest.mark.slow
@@ -165,6 +173,10 @@ def _fake_teacher(folder: Path, labels: list[str], size: int) -> Path:
         (["--teacher", "{teacher64}"], "its input is 64 px, the student's 48 px"),
         (["--teacher", "{other_labels}"], "differ from the data's classes"),
         ([], "distill needs --teacher"),
+        (
+            ["--teacher", "{teacher}", "--teacher-mode", "online"],
+            "--teacher {teacher}: OpenVINO cannot read it for --teacher-mode online",
+        ),
     ],
 )
 def test_bad_distill_options_exit_2_before_the_run_starts(
@@ -208,6 +220,149 @@ def test_distill_takes_every_train_option():
     def options(name: str) -> set[str]:
         return {o for a in sub[name]._actions for o in a.option_strings}
 
-    teacher = {"--teacher", "--teacher-weight", "--temperature"}
+    teacher = {"--teacher", "--teacher-weight", "--temperature", "--teacher-mode"}
     teacher |= {"--teacher-tta", "--no-teacher-tta"}
     assert options("distill") == options("train") | teacher
+
+
+# --teacher-mode online: the teacher on OpenVINO, run on every augmented batch.
+
+
+def test_online_targets_are_the_teacher_on_each_augmented_batch():
+    """The pipeline piece alone: the targets of every batch are its own labels mixed with
+    the teacher's output on exactly the augmented images the batch yields."""
+    import tensorflow as tf
+
+    from trainer.config import TrainConfig
+    from trainer.distill import online_targets
+    from trainer.input_pipeline import train_dataset
+    from trainer.splits import Split
+
+    n, size, classes = 40, 8, 7
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 200, (n, size, size, 3), dtype=np.uint8)
+    # Each image carries its index in one pixel the augmentation leaves alone, so that a
+    # yielded image can be matched with its own labels and sample weight.
+    images[:, 0, 0, 0] = np.arange(n)
+    keep = np.ones((size, size, 3), np.float32)
+    keep[0, 0, 0] = 0
+    labels = rng.integers(0, classes, n).astype(np.int32)
+    votes = rng.dirichlet(np.ones(classes), n).astype(np.float32)
+    weights = {c: 1.0 + c for c in range(classes)}
+
+    def augment(x, training):  # every other pixel brightened by a random amount per image
+        return x + tf.random.uniform([tf.shape(x)[0], 1, 1, 1], 1, 50) * keep
+
+    def teacher(x: np.ndarray) -> np.ndarray:  # depends on the pixels and on left or right
+        left = x[:, :, : size // 2].mean(axis=(1, 2, 3))
+        right = x[:, :, size // 2 :].mean(axis=(1, 2, 3))
+        logits = np.outer(left, np.linspace(0, 1, classes)) / 20
+        logits += np.outer(right, np.linspace(1, 0, classes)) / 40
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def expected(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        # Mirror-averaged, softened at T = 2 (square root, renormalised), 0.3 of the target.
+        p = np.sqrt((teacher(x) + teacher(x[:, :, ::-1])) / 2)
+        return 0.7 * votes[idx] + 0.3 * p / p.sum(axis=1, keepdims=True)
+
+    cfg = TrainConfig(teacher="t", teacher_weight=0.3, temperature=2.0, teacher_tta=True)
+    targets = online_targets(teacher, cfg)
+    seen = []
+    for x, y, w in train_dataset(
+        Split(images, labels, votes, []), 16, 1, augment, weights, targets
+    ):
+        x, y, w = x.numpy(), y.numpy(), w.numpy()
+        idx = x[:, 0, 0, 0].astype(int)
+        np.testing.assert_allclose(y, expected(x, idx), atol=1e-6)
+        # The same check fails with the teacher on the images before augmentation.
+        assert np.abs(y - expected(images[idx], idx)).max() > 1e-3
+        np.testing.assert_array_equal(w, [weights[c] for c in labels[idx]])
+        seen += idx.tolist()
+    assert sorted(seen) == list(range(n))  # every image once, each with its own targets
+
+
+@pytest.mark.slow
+def test_openvino_teacher_gives_the_savedmodels_probabilities(tiny_model):
+    from trainer.contract import ModelContract
+    from trainer.evaluate import load_exported
+    from trainer.teacher_runtime import load_teacher
+
+    contract = ModelContract.read(tiny_model)
+    x = np.random.default_rng(0).integers(0, 256, (9, 48, 48, 3), dtype=np.uint8)
+    teacher = load_teacher(tiny_model, contract, precision="f32")
+    exported = load_exported(tiny_model)
+    for batch in (x, x[:, :, ::-1], x[:1]):
+        np.testing.assert_allclose(teacher.infer(batch), exported.predict(batch), atol=1e-4)
+    assert (teacher.describe()["name"], teacher.describe()["precision"]) == ("openvino", "f32")
+
+
+@pytest.fixture(scope="module")
+def online_distilled(tiny_model, tiny_data, tmp_path_factory) -> Path:
+    """A distill run with the online teacher (run/ and models/emotion/1)."""
+    work = tmp_path_factory.mktemp("online")
+    args = _distill_args(tiny_data, tiny_model, work, "--teacher-mode", "online", *APPEARANCE)
+    assert main(args) == 0
+    return work
+
+
+def _cpu_precision() -> str:
+    import openvino as ov
+
+    caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "bf16" if "BF16" in caps else "f32"
+
+
+@pytest.mark.slow
+def test_online_distill_exports_a_version_that_says_its_teacher_ran_online(
+    online_distilled, tiny_model
+):
+    import openvino as ov
+
+    out = online_distilled / "models" / "emotion" / "1"
+    meta = json.loads((out / "metadata.json").read_text())
+    d = meta["distillation"]
+    assert d["mode"] == "online" and meta["training"]["teacher_mode"] == "online"
+    assert d["teacher"]["folder"] == str(tiny_model)
+    runtime = dict(d["teacher_runtime"])
+    assert runtime.pop("threads") >= 1  # OpenVINO's default: one per core
+    assert runtime == {
+        "name": "openvino",
+        "version": ov.get_version(),
+        "precision": _cpu_precision(),
+    }
+    assert "teacher_seconds" not in d  # nothing computed before training
+    assert set(meta["metrics"]) == {"val", "test"}
+    assert not (online_distilled / "run" / "teacher.npz").exists()  # no cache online
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "0.5 x the labels + 0.5 x the teacher" in card
+    assert "the teacher run on every augmented training batch" in card
+    assert f"teacher mode `online`: openvino {ov.get_version()}, {_cpu_precision()}" in card
+
+
+@pytest.mark.slow
+def test_online_run_resumes_after_sigkill_with_the_online_teacher(
+    tiny_model, tiny_data, tmp_path, monkeypatch, capsys, killed_in_stage_2
+):
+    args = _distill_args(tiny_data, tiny_model, tmp_path, "--teacher-mode", "online")
+    args += ["--stage2-epochs", "12", "--early-stopping", "0"]
+    run = tmp_path / "run"
+    done = killed_in_stage_2(args, run, tmp_path / "first.log")["epoch"]
+    out = _resume_without_the_tensorflow_teacher(run, tmp_path / "models", monkeypatch, capsys)
+    assert f"teacher {tiny_model} on OpenVINO" in out and "every augmented training batch" in out
+    assert f"resuming {run}: stage 2, {done} epoch(s) done" in out
+    assert f"stage 2 epoch {done + 1}/12" in out
+    assert not (run / "teacher.npz").exists()
+    meta = json.loads((tmp_path / "models" / "emotion" / "1" / "metadata.json").read_text())
+    assert meta["distillation"]["mode"] == "online"
+    assert [h["epoch"] for h in meta["history"] if h["stage"] == 2] == list(range(1, 13))
+
+
+def test_a_resumed_run_keeps_its_teacher_mode(tmp_path, capsys):
+    from trainer.config import TrainConfig
+
+    cfg = TrainConfig(data="x", teacher="t", teacher_mode="online")
+    (tmp_path / "config.json").write_text(cfg.to_json())
+    rc = main(["distill", "--resume", str(tmp_path), "--teacher-mode", "cached"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "was started with --teacher-mode online" in err

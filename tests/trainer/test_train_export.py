@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -177,20 +175,10 @@ def test_init_from_another_network_is_refused(tiny_model, tiny_data, tmp_path, c
     assert "not an exported model version" in capsys.readouterr().err
 
 
-def _train_proc(args: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "trainer", "train", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def test_resume_after_sigkill_continues_from_last_epoch(tiny_data, tmp_path):
+def test_resume_after_sigkill_continues_from_last_epoch(tiny_data, tmp_path, killed_in_stage_2):
     run, models = tmp_path / "run", tmp_path / "models"
     args = [
+        "train",
         str(tiny_data),
         *TINY_ARGS,
         "--stage1-epochs",
@@ -204,18 +192,8 @@ def test_resume_after_sigkill_continues_from_last_epoch(tiny_data, tmp_path):
         "--models-dir",
         str(models),
     ]
-    proc = _train_proc(args, tmp_path / "first.log")
-    deadline = time.monotonic() + 180
-    # Kill mid stage 2, once at least one stage-2 epoch has been checkpointed.
-    while time.monotonic() < deadline and proc.poll() is None:
-        state = run / "checkpoint" / "state.json"
-        if state.exists() and json.loads(state.read_text()).get("stage") == 2:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, (tmp_path / "first.log").read_text()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = json.loads((run / "checkpoint" / "state.json").read_text())
+    # Killed mid stage 2, once at least one stage-2 epoch has been checkpointed.
+    done = killed_in_stage_2(args, run, tmp_path / "first.log")
     assert done["stage"] == 2 and done["epoch"] >= 1
     # As if a session between had run other code: the export must list every revision.
     started = (run / "code_revisions.txt").read_text().split()
