@@ -8,7 +8,9 @@ Each synthetic photo is a 640x480 scene (a photo from scikit-image's data, which
 faces) with 1-8 PrivateTest faces pasted at 40-160 px: a face counts as found when a box's
 centre lies inside it and the box's long side is 0.6-1.6x the face's side; a box that
 matches no face is a false positive. Speed: each backend detects the same photos,
-alternating in rounds, one thread (the service's default per worker here).
+alternating in rounds, one thread (the service's default per worker here). The bf16 rows
+are YuNet as the service runs it where the CPU computes bf16 natively: its threshold
+lowered by ``BF16_SCORE_MARGIN`` (service/detection/yunet_openvino.py).
 """
 
 from __future__ import annotations

@@ -141,6 +141,7 @@ class Analyzer:
             settings.detector_score,
             settings.detect_max_side,
             settings.threads_per_worker(),
+            settings.precision,
         )
         models = models or ModelSlot.from_settings(settings)
         batcher = (

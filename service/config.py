@@ -76,7 +76,10 @@ class Settings:
     )
     precision: str = field(
         default="auto",
-        metadata={"doc": "OpenVINO compute precision: bf16, f32, or auto (bf16 where native)"},
+        metadata={
+            "doc": "OpenVINO compute precision (classifier and YuNet): bf16, f32, or auto "
+            "(bf16 where native)"
+        },
     )
     inference_threads: int = field(
         default=0,

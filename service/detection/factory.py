@@ -11,20 +11,26 @@ from service.detection.yunet_openvino import YuNetOpenVINODetector
 
 
 def make_detector(
-    kind: str, yunet_model: str, score: float, max_side: int, threads: int = 0
+    kind: str,
+    yunet_model: str,
+    score: float,
+    max_side: int,
+    threads: int = 0,
+    precision: str = "f32",
 ) -> Detector:
     """The configured backend: YuNet when its model file is set, else BlazeFace.
 
-    YuNet runs on OpenVINO where it is installed (the same boxes as OpenCV's, faster; see
-    service.detection.yunet_openvino), on OpenCV's DNN module otherwise or with
-    ``yunet-opencv``. ``score`` 0 means the backend's own default threshold.
+    YuNet runs on OpenVINO where it is installed (OpenCV's boxes, faster; see
+    service.detection.yunet_openvino), in ``precision`` (``auto``: bf16 where native), on
+    OpenCV's DNN module otherwise or with ``yunet-opencv``. ``score`` 0 means the
+    backend's own default threshold.
     """
     if kind in ("yunet", "yunet-opencv") or (kind == "auto" and yunet_model):
         if not yunet_model:
             raise ValueError(f"FER_DETECTOR={kind} needs FER_YUNET_MODEL (path to the .onnx file)")
         score = score or YuNetDetector.default_score
         if kind != "yunet-opencv" and importlib.util.find_spec("openvino") is not None:
-            return YuNetOpenVINODetector(yunet_model, score, max_side, threads)
+            return YuNetOpenVINODetector(yunet_model, score, max_side, threads, precision)
         return YuNetDetector(yunet_model, score, max_side)
     if kind in ("blazeface", "auto"):
         return BlazeFaceDetector(score=score or BlazeFaceDetector.default_score, max_side=max_side)

@@ -80,6 +80,35 @@ def test_openvino_yunet_gives_opencvs_boxes(yunet_path, astronaut):
             assert abs(a.score - b.score) < 1e-3
 
 
+def test_openvino_yunet_in_bf16_keeps_every_face_f32_finds(yunet_path, astronaut):
+    """bf16 moves the scores a little: its lowered threshold must not lose a face f32 keeps
+    (on a CPU without native bf16 the hint computes in f32, and this holds trivially)."""
+    from bench.detection import scenes
+    from service.detection import yunet_openvino
+
+    photos = [astronaut, np.vstack([np.hstack([astronaut, astronaut[:, ::-1]])] * 2)]
+    if (SHARED / "data" / "fer2013").is_dir():
+        photos += [img for img, _ in scenes(SHARED, 120)]  # one face is lost at margin 0
+    f32 = YuNetOpenVINODetector(yunet_path, threads=1, precision="f32")
+    bf16 = YuNetOpenVINODetector(yunet_path, threads=1, precision="bf16")
+    assert bf16._threshold == pytest.approx(0.7 - yunet_openvino.BF16_SCORE_MARGIN)
+    assert f32._threshold == 0.7
+    for img in photos:
+        got = bf16.detect(img)
+        for a in f32.detect(img):
+            near = [b for b in got if max(abs(a.x - b.x), abs(a.y - b.y)) <= 6]
+            assert len(near) == 1, (a, got)
+            assert abs(near[0].width - a.width) <= 6
+            assert abs(near[0].score - a.score) < yunet_openvino.BF16_SCORE_MARGIN
+
+
+def test_the_service_detector_follows_fer_precision(yunet_path):
+    assert make_detector("yunet", str(yunet_path), 0, 640, 1, "f32").precision == "f32"
+    assert make_detector("yunet", str(yunet_path), 0, 640, 1, "bf16").precision == "bf16"
+    auto = make_detector("yunet", str(yunet_path), 0, 640, 1, "auto").precision
+    assert auto in ("bf16", "f32")
+
+
 def test_openvino_yunet_compiles_each_size_once_and_keeps_the_latest(yunet_path, astronaut):
     # One compiled network per padded input size (faster than one dynamic network), at
     # most MAX_SHAPES of them; each size gives the same faces as OpenCV, from any thread.
