@@ -13,15 +13,18 @@ from trainer.config import RECIPES, TEACHER_MODES, TrainConfig
 from trainer.errors import TrainerError
 
 F = TrainConfig.__dataclass_fields__
+FLAGS: dict[str, str] = {}  # TrainConfig field -> its option, for messages
 
 
 def _opt(p: argparse.ArgumentParser, flag: str, field: str, help: str, **kw) -> None:
     """An option that overrides a recipe field; None (unset) keeps the recipe's value."""
     typ = kw.pop("type", type(F[field].default) if F[field].default is not None else str)
+    FLAGS[field] = flag
     p.add_argument(flag, dest=field, default=None, type=typ, help=help, **kw)
 
 
 def _flag(p: argparse.ArgumentParser, name: str, field: str, help: str) -> None:
+    FLAGS[field] = f"--{name}"
     p.add_argument(
         f"--{name}", dest=field, default=None, action=argparse.BooleanOptionalAction, help=help
     )
@@ -62,7 +65,8 @@ def _training_options(p: argparse.ArgumentParser) -> None:
         "--resume",
         type=Path,
         metavar="RUN_DIR",
-        help="continue an interrupted run from its last completed epoch",
+        help="continue an interrupted run from its last completed epoch, with the options it "
+        "started with (other values given here are refused)",
     )
     _output_args(p)
     p.add_argument(
@@ -251,8 +255,7 @@ def _train(args) -> None:
 
     _split_cpu(args.logical_cpus)
     if args.resume:
-        if args.command == "distill":
-            _check_distill_run(args.resume, args.teacher_mode)
+        _check_resume(args)
         train_and_export(None, args.resume, args.models_dir, args.version)
         return
     if not args.data:
@@ -268,22 +271,41 @@ def _train(args) -> None:
     train_and_export(cfg, run_dir, args.models_dir, args.version)
 
 
-def _check_distill_run(run_dir: Path, mode: str | None) -> None:
-    # Resuming a train run with distill would silently train without a teacher.
+def _check_resume(args) -> None:
+    """A resumed run keeps the options it started with (its config.json's): one run, one
+    recipe. An option given again with the same value is fine (a script that always passes
+    them); a different value is refused, not silently ignored."""
     from trainer.run_folder import saved_config
 
-    cfg = saved_config(run_dir)
-    if cfg is not None and not cfg.teacher:
+    cfg = saved_config(args.resume)
+    if cfg is None:
+        return  # not a run folder: the workflow says so, with the path
+    if args.command == "distill" and not cfg.teacher:
+        # Resuming a train run with distill would silently train without a teacher.
         raise TrainerError(
-            f"{run_dir} is a train run, not a distill run: resume it with train --resume"
+            f"{args.resume} is a train run, not a distill run: resume it with train --resume"
         )
-    # A resumed run keeps the mode it started with (its config.json's): switching would
-    # make one run of two recipes, so another mode asked for here is refused, not ignored.
-    if cfg is not None and mode is not None and mode != cfg.teacher_mode:
+    if args.run_dir is not None and Path(args.run_dir).resolve() != args.resume.resolve():
+        raise TrainerError("--run-dir with --resume: the run folder is RUN_DIR itself")
+    changed = []
+    if args.data is not None and not _same(args.data, cfg.data):
+        changed.append(f"DATA {args.data} (the run's: {cfg.data})")
+    for field, flag in FLAGS.items():
+        given, saved = getattr(args, field, None), getattr(cfg, field)
+        if given is not None and not _same(given, saved):
+            changed.append(f"{flag} {given} (the run's: {saved})")
+    if changed:
         raise TrainerError(
-            f"{run_dir} was started with --teacher-mode {cfg.teacher_mode}: a resumed run "
-            f"keeps its mode (leave out --teacher-mode, or start a new run)"
+            f"{args.resume} was started with other options; a resumed run keeps its own "
+            f"(leave these out, or start a new run): " + "; ".join(changed)
         )
+
+
+def _same(given, saved) -> bool:
+    # Paths are the same file however they are spelled (relative, with ./, absolute).
+    if isinstance(given, str) and isinstance(saved, str):
+        return given == saved or Path(given).resolve() == Path(saved).resolve()
+    return given == saved
 
 
 def _evaluate(args) -> None:

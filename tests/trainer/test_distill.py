@@ -365,4 +365,34 @@ def test_a_resumed_run_keeps_its_teacher_mode(tmp_path, capsys):
     (tmp_path / "config.json").write_text(cfg.to_json())
     rc = main(["distill", "--resume", str(tmp_path), "--teacher-mode", "cached"])
     err = capsys.readouterr().err
-    assert rc == 2 and "was started with --teacher-mode online" in err
+    assert rc == 2 and "--teacher-mode cached (the run's: online)" in err
+
+
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_a_resumed_run_refuses_other_options_instead_of_ignoring_them(
+    tmp_path, capsys, monkeypatch, command
+):
+    from trainer.config import TrainConfig
+
+    cfg = TrainConfig(data=str(tmp_path / "data"), teacher="t", stage2_epochs=20, init_from="v/5")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(cfg.to_json())
+    run = str(tmp_path / "run")
+    argv = [command, str(tmp_path / "other"), "--resume", run, "--stage2-epochs", "30", "--flip"]
+    rc = main([*argv, "--no-soft-labels", "--init-from", "v/6"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "a resumed run keeps its own" in err
+    for named in ["DATA", "--stage2-epochs 30 (the run's: 20)", "--init-from v/6 (the run's: v/5)"]:
+        assert named in err
+    assert "--flip" not in err and "--soft-labels" not in err  # the run's own values
+
+    rc = main([command, "--resume", run, "--run-dir", str(tmp_path / "elsewhere")])
+    assert rc == 2 and "the run folder is RUN_DIR itself" in capsys.readouterr().err
+
+    # The same values, however the paths are spelled, pass the check: the run then fails
+    # further on, on the missing checkpoint, not on its options.
+    monkeypatch.chdir(tmp_path)
+    same = [command, "data", "--resume", "run", "--stage2-epochs", "20", "--init-from", "./v/5"]
+    rc = main(same)
+    err = capsys.readouterr().err
+    assert rc != 0 and "a resumed run keeps its own" not in err
