@@ -1,15 +1,17 @@
-"""Runtimes side by side on one model version: milliseconds per call, and whether they
+"""Runtimes side by side on model versions: milliseconds per call, and whether they
 give the answers ``python -m trainer evaluate`` gives.
 
-    python -m bench.runtimes [--model-dir models/emotion/6] [--split test] [--calls 200]
+    python -m bench.runtimes [--model-dir models/emotion/6 ...] [--split test] [--calls 200]
 
 Speed: median ms of one classifier call on a face and its mirror (what the service does
-for a one-face photo), alternating between the runtimes in rounds, one thread each
-(TensorFlow's intra- and inter-op pools set to 1). Agreement: every runtime classifies
-the FER+ split (default PrivateTest) with flip TTA; the reference is the trainer's own
-evaluation path (the SavedModel signature in TensorFlow, trainer.evaluate). Printed: each
-runtime's accuracy and macro F1, the largest absolute difference of any probability
-from the reference, and how many images changed their top class.
+for a one-face photo), alternating between the runtimes (and the versions, when
+``--model-dir`` is repeated: their cost side by side, as a ratio to the first) in rounds,
+one thread each (TensorFlow's intra- and inter-op pools set to 1). Agreement: every
+runtime classifies the FER+ split (default PrivateTest) with flip TTA; the reference is
+the trainer's own evaluation path (the SavedModel signature in TensorFlow,
+trainer.evaluate). Printed: each runtime's accuracy and macro F1, the largest absolute
+difference of any probability from the reference, and how many images changed their top
+class.
 """
 
 from __future__ import annotations
@@ -35,12 +37,25 @@ def load(model_dir: Path) -> dict:
     for runtime, precision in RUNTIMES:
         m = make_classifier(model_dir, runtime, precision, threads=1, flip_tta=True)
         if not m.ready:
-            raise SystemExit(f"{runtime} {precision}: {m.error}")
+            raise SystemExit(f"{model_dir} {runtime} {precision}: {m.error}")
         models[f"{runtime} {precision}"] = m
     return models
 
 
-def speed(models: dict, calls: int, rounds: int = 10) -> dict[str, float]:
+def print_speed(ms: dict[tuple[Path, str], float], dirs: list[Path]) -> None:
+    print("ms per call (a face and its mirror), one thread, median")
+    for d in dirs:
+        print(f"{d}")
+        for runtime, precision in RUNTIMES:
+            name = f"{runtime} {precision}"
+            v = ms[d, name]
+            line = f"  {name:18} {v:7.2f} ms  ({ms[d, 'tensorflow f32'] / v:.1f}x TensorFlow"
+            if d != dirs[0]:
+                line += f"; {v / ms[dirs[0], name]:.2f}x the cost of {dirs[0].name}"
+            print(line + ")")
+
+
+def speed(models: dict, calls: int, rounds: int = 10) -> dict:
     """Median ms per call on one face (+ its mirror), alternating in ``rounds``."""
     face = np.random.default_rng(0).integers(0, 256, (1, 96, 96, 3), dtype=np.uint8)
     times: dict[str, list[float]] = {k: [] for k in models}
@@ -71,7 +86,7 @@ def agreement(models: dict, model_dir: Path, data: Path, split: str) -> None:
         rows[name] = np.concatenate(
             [m.predict(es.images[i : i + 64]) for i in range(0, len(es.images), 64)]
         )
-    print(f"\n{len(es.y)} images, flip TTA")
+    print(f"\n{model_dir}: {len(es.y)} images, flip TTA")
     print(f"{'runtime':32} {'accuracy':>8} {'macro F1':>8} {'max |dp|':>9} {'top changed':>11}")
     for name, probs in rows.items():
         r = metrics(es.y, probs, es.classes)
@@ -82,7 +97,13 @@ def agreement(models: dict, model_dir: Path, data: Path, split: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model-dir", type=Path, default=ROOT / "models" / "emotion" / "6")
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        action="append",
+        help="a version folder; repeat it to compare versions' cost side by side "
+        "(default: models/emotion/6)",
+    )
     p.add_argument("--data", type=Path, default=SHARED / "data" / "fer2013")
     p.add_argument("--split", choices=["val", "test"], default="test")
     p.add_argument("--calls", type=int, default=200, help="per runtime, for the speed")
@@ -94,15 +115,14 @@ def main() -> None:
     # One thread each, as one worker of two on two cores gets.
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    models = load(args.model_dir)
+    dirs = args.model_dir or [ROOT / "models" / "emotion" / "6"]
+    loaded = {d: load(d) for d in dirs}
     if args.skip != "speed":
-        ms = speed(models, args.calls)
-        base = ms["tensorflow f32"]
-        print(f"{args.model_dir}: ms per call (a face and its mirror), one thread, median")
-        for name, v in ms.items():
-            print(f"  {name:18} {v:7.2f} ms  ({base / v:.1f}x TensorFlow)")
+        both = {(d, name): m for d, models in loaded.items() for name, m in models.items()}
+        print_speed(speed(both, args.calls), dirs)
     if args.skip != "agreement":
-        agreement(models, args.model_dir, args.data, args.split)
+        for d, models in loaded.items():
+            agreement(models, d, args.data, args.split)
 
 
 if __name__ == "__main__":
