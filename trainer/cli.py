@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from trainer.config import RECIPES, TEACHER_MODES, TrainConfig
+from trainer.config import RECIPES, TEACHER_MODES, TEACHER_VIEWS, TrainConfig
 from trainer.errors import TrainerError
 
 F = TrainConfig.__dataclass_fields__
@@ -163,6 +163,13 @@ def _distill_parser(sub) -> None:
         "cached if unset"
     )
     _opt(p, "--teacher-mode", "teacher_mode", modes, choices=TEACHER_MODES)
+    views = (
+        "online, what the teacher is shown: augmented, the student's very image; framed, "
+        "the same crop (flip, rotation, shift, zoom) before the appearance changes and "
+        "erasing, so the student learns the clean face's answer on a degraded one; "
+        "augmented if unset"
+    )
+    _opt(p, "--teacher-view", "teacher_view", views, choices=TEACHER_VIEWS)
 
 
 def _eval_parser(sub) -> None:

@@ -10,6 +10,7 @@ from trainer.contract import ContractError, ModelContract
 from trainer.errors import TrainerError
 
 TEACHER_MODES = ("cached", "online")  # how distill runs its teacher (trainer/distill.py)
+TEACHER_VIEWS = ("augmented", "framed")  # what an online teacher is shown (trainer/distill.py)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class TrainConfig:
     # "cached": the teacher once per clean training image (TensorFlow, teacher.npz in the
     # run folder); "online": on every augmented batch through OpenVINO, no cache.
     teacher_mode: str = "cached"
+    # Online, what the teacher sees: "augmented", the student's very image; "framed", the
+    # same image before the appearance changes and erasing (flip and geometry only).
+    teacher_view: str = "augmented"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -96,6 +100,12 @@ class TrainConfig:
             (
                 bool(self.teacher) or self.teacher_mode == "cached",
                 "--teacher-mode online needs --teacher",
+            ),
+            (self.teacher_view in TEACHER_VIEWS, "--teacher-view must be augmented or framed"),
+            (
+                self.teacher_view == "augmented" or self.teacher_mode == "online",
+                "--teacher-view framed needs --teacher-mode online (a cached teacher sees the "
+                "unaugmented image)",
             ),
         ]
         for ok, msg in checks:

@@ -11,6 +11,11 @@ works on those), run in one of two modes (``--teacher-mode``):
   batch, on exactly the images the student is fed (and their mirrors), so that target and
   image agree, as in "Knowledge distillation: a good teacher is patient and consistent"
   (Beyer et al., 2022). Nothing is cached: a resumed run converts the teacher again.
+  ``--teacher-view framed`` shows it the batch as framed (flip and geometry) but before
+  the appearance changes and erasing: the crop still agrees, but the target is the
+  teacher's answer on the clean face. Taught on the degraded image itself, version 11
+  copied the teacher's failures on blurred and noisy faces (README, robustness); taught
+  on the clean unaugmented one (cached), versions 7-9 were robust but less accurate.
 
 Measured with ``scripts/distill_cost.py`` on the 2-core CPU while another training run
 shared it (batch 64, 96 px, version 6 = three networks; three runs; ratios to one
@@ -45,6 +50,12 @@ from trainer.splits import Split
 from trainer.teacher_runtime import OpenVINOTeacher, load_teacher
 
 CACHE = "teacher.npz"
+# What an online teacher is shown (--teacher-view), as the metadata and the card say it.
+VIEWS = {
+    "augmented": "augmented training batch",
+    "framed": "training batch as framed (flip, rotation, shift, zoom), before the appearance "
+    "changes and erasing the student saw",
+}
 
 
 @dataclass
@@ -82,7 +93,7 @@ def open_teacher(cfg: TrainConfig, classes: list[str]) -> Teacher:
     threads = f"{runtime.threads} thread{'s' * (runtime.threads > 1)}"
     print(
         f"teacher {cfg.teacher} on OpenVINO ({runtime.precision}, {threads}), run on every "
-        f"augmented training batch{' and its mirror' * cfg.teacher_tta}; converted and "
+        f"{VIEWS[cfg.teacher_view]}{' and its mirror' * cfg.teacher_tta}; converted and "
         f"compiled in {runtime.seconds:.1f} s",
         flush=True,
     )
@@ -97,7 +108,7 @@ def distill(cfg: TrainConfig, teacher: Teacher, run_dir: Path, train: Split) -> 
     details = {
         **_settings(cfg, teacher.contract),
         "targets": "train: (1 - weight) * labels + weight * softened teacher, the teacher run "
-        "on each augmented batch; val, test: labels",
+        f"on each {VIEWS[cfg.teacher_view]}; val, test: labels",
         "teacher_runtime": teacher.runtime.describe(),
     }
     return Distillation(details, online_targets(teacher.runtime.infer, cfg))
@@ -199,6 +210,7 @@ def _settings(cfg: TrainConfig, teacher: ModelContract) -> dict:
             "metrics": _headline(teacher.metrics),
         },
         "mode": cfg.teacher_mode,
+        **({"view": cfg.teacher_view} if cfg.teacher_mode == "online" else {}),
         "weight": cfg.teacher_weight,
         "temperature": cfg.temperature,
         "teacher_tta": cfg.teacher_tta,

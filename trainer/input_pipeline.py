@@ -21,11 +21,13 @@ def train_dataset(
     augment=None,
     class_weight: dict[int, float] | None = None,
     targets: BatchTargets | None = None,
+    framing=None,
 ) -> tf.data.Dataset:
     """Shuffled, batched, augmented batches of (uint8 image, target[, sample weight]).
 
     ``targets``, when given, replaces each batch's targets, after augmentation: it sees
-    exactly the pixels the model is fed.
+    exactly the pixels the model is fed, or, with ``framing`` (the geometric part of the
+    augmentation, run before ``augment``), the image as framed, before ``augment``.
     """
     parts = [split.images, split.targets]
     if class_weight is not None:
@@ -34,21 +36,33 @@ def train_dataset(
         parts.append(np.array([class_weight[int(c)] for c in split.labels], np.float32))
     ds = tf.data.Dataset.from_tensor_slices(tuple(parts))
     ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).batch(batch)
+    if framing is not None:
+        # Rounded to uint8 in between: the teacher takes uint8 pixels, like any version.
+        ds = ds.map(lambda x, *rest: (_apply(framing, x), *rest), tf.data.AUTOTUNE)
+    viewed = framing is not None and targets is not None
     if augment is not None:
-        # Augmentation works in float; cast back so the model always sees uint8 pixels.
-        def aug(x, *rest):
-            y = augment(tf.cast(x, tf.float32), training=True)
-            return (tf.cast(tf.clip_by_value(tf.round(y), 0, 255), tf.uint8), *rest)
-
-        ds = ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
+        if viewed:  # (augmented image, framed image, target[, weight])
+            ds = ds.map(lambda x, *rest: (_apply(augment, x), x, *rest), tf.data.AUTOTUNE)
+        else:
+            ds = ds.map(lambda x, *rest: (_apply(augment, x), *rest), tf.data.AUTOTUNE)
+    elif viewed:
+        ds = ds.map(lambda x, *rest: (x, x, *rest))
     if targets is not None:
-        ds = ds.map(_replace_targets(targets))  # one batch at a time: the teacher's threads
+        # One batch at a time: the teacher's threads.
+        ds = ds.map(_replace_targets(targets, viewed))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _replace_targets(targets: BatchTargets):
-    def replace(x, y, *rest):
-        new = tf.numpy_function(targets, [x, y], tf.float32, name="batch_targets")
+def _apply(augment, x: tf.Tensor) -> tf.Tensor:
+    # Augmentation works in float; cast back so the model always sees uint8 pixels.
+    y = augment(tf.cast(x, tf.float32), training=True)
+    return tf.cast(tf.clip_by_value(tf.round(y), 0, 255), tf.uint8)
+
+
+def _replace_targets(targets: BatchTargets, viewed: bool):
+    def replace(x, *rest):
+        seen, (y, *rest) = (rest[0], rest[1:]) if viewed else (x, rest)
+        new = tf.numpy_function(targets, [seen, y], tf.float32, name="batch_targets")
         new.set_shape(y.shape)
         return (x, new, *rest)
 

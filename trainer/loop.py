@@ -17,7 +17,7 @@ import tensorflow as tf
 from trainer import checkpoint, run_folder
 from trainer.config import TrainConfig
 from trainer.input_pipeline import BatchTargets, eval_dataset, train_dataset
-from trainer.model import augmentation, build_model, set_stage
+from trainer.model import augmentation, augmentation_parts, build_model, set_stage
 from trainer.splits import Prepared, class_weights
 
 
@@ -125,7 +125,11 @@ def fit(
         print(note, flush=True)
     train, val = prep.splits["train"], prep.splits["val"]
     weights = class_weights(train.labels, len(prep.classes), cfg.class_weight)
-    aug = augmentation(cfg, cfg.seed)
+    if batch_targets is not None and cfg.teacher_view == "framed":
+        framing, aug = augmentation_parts(cfg, cfg.seed)  # the teacher sees the framed image
+        framing = framing or _unchanged  # no geometry on: it sees the image unaugmented
+    else:
+        framing, aug = None, augmentation(cfg, cfg.seed)
     ds_val = eval_dataset(val, cfg.batch_size)
     steps = int(np.ceil(len(train) / cfg.batch_size))
     strategy = _strategy_announced(cfg)
@@ -150,7 +154,9 @@ def fit(
             flush=True,
         )
         callbacks = _callbacks(cfg, run_dir, state, stage, done, len(train))
-        ds = train_dataset(train, cfg.batch_size, cfg.seed + stage, aug, weights, batch_targets)
+        ds = train_dataset(
+            train, cfg.batch_size, cfg.seed + stage, aug, weights, batch_targets, framing
+        )
         model.fit(
             ds,
             validation_data=ds_val,
@@ -162,6 +168,10 @@ def fit(
     checkpoint.load_best(run_dir, model)
     run_folder.write_final_state(run_dir, state)
     return model, state
+
+
+def _unchanged(x: tf.Tensor, training: bool = False) -> tf.Tensor:
+    return x
 
 
 def _strategy_announced(cfg: TrainConfig) -> tf.distribute.Strategy:

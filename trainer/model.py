@@ -26,9 +26,26 @@ def augmentation(cfg: TrainConfig, seed: int) -> keras.Sequential | None:
     interpolate the noise and resample the blur into something no camera makes. Erasing
     last (below).
     """
+    steps = _framing_steps(cfg, seed) + _appearance_steps(cfg, seed)
+    return keras.Sequential(steps, name="augmentation") if steps else None
+
+
+def augmentation_parts(
+    cfg: TrainConfig, seed: int
+) -> tuple[keras.Sequential | None, keras.Sequential | None]:
+    """``augmentation`` in two parts, framing then appearance (with erasing), the same
+    layers and seeds: the online teacher's framed view is the first part's output."""
+    framing, appearance = _framing_steps(cfg, seed), _appearance_steps(cfg, seed)
+    return (
+        keras.Sequential(framing, name="framing") if framing else None,
+        keras.Sequential(appearance, name="appearance") if appearance else None,
+    )
+
+
+def _framing_steps(cfg: TrainConfig, seed: int) -> list[layers.Layer]:
     # Each layer its own seed: Keras layers given the same seed draw the same numbers, so
     # rotation, shift and zoom moved in lockstep (versions up to 6 trained so).
-    steps = []
+    steps: list[layers.Layer] = []
     if cfg.flip:
         steps.append(layers.RandomFlip("horizontal", seed=seed))
     if cfg.rotation:
@@ -45,7 +62,11 @@ def augmentation(cfg: TrainConfig, seed: int) -> keras.Sequential | None:
         steps.append(layers.RandomShear(cfg.shear, cfg.shear, fill_mode="nearest", seed=seed + 13))
     if cfg.zoom:
         steps.append(layers.RandomZoom(cfg.zoom, fill_mode="nearest", seed=seed + 14))
-    steps += appearance_steps(cfg, seed)
+    return steps
+
+
+def _appearance_steps(cfg: TrainConfig, seed: int) -> list[layers.Layer]:
+    steps = appearance_steps(cfg, seed)
     if cfg.erasing:
         # Last, so the patch is not moved off the face, and its noise fill is neither
         # blurred nor toned down by the appearance steps. A (p, p) factor is the probability
@@ -54,7 +75,7 @@ def augmentation(cfg: TrainConfig, seed: int) -> keras.Sequential | None:
         # rehearsed rather than the model leaning on one region of the face.
         prob = (cfg.erasing, cfg.erasing)
         steps.append(layers.RandomErasing(prob, value_range=(0, 255), seed=seed + 15))
-    return keras.Sequential(steps, name="augmentation") if steps else None
+    return steps
 
 
 def _base(cfg: TrainConfig) -> keras.Model:

@@ -89,10 +89,16 @@ def _teacher_run(d: Mapping[str, Any]) -> str:
     before the online mode have no ``mode``: they were cached)."""
     if d.get("mode", "cached") == "online":
         rt = d["teacher_runtime"]
+        runtime = f"{rt['name']} {rt['version']}, {rt['precision']}"
+        if d.get("view") == "framed":
+            return (
+                f"the teacher run on every training batch as framed (flip, rotation, shift, "
+                f"zoom), before the appearance changes and erasing the student was fed "
+                f"(teacher mode `online`, view `framed`: {runtime})"
+            )
         return (
             f"the teacher run on every augmented training batch, on the very images the "
-            f"student was fed (teacher mode `online`: {rt['name']} {rt['version']}, "
-            f"{rt['precision']})"
+            f"student was fed (teacher mode `online`: {runtime})"
         )
     return (
         f"computed once per training image, unaugmented ({d['teacher_seconds']:.0f} s, "

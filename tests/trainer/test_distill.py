@@ -177,6 +177,7 @@ def _fake_teacher(folder: Path, labels: list[str], size: int) -> Path:
             ["--teacher", "{teacher}", "--teacher-mode", "online"],
             "--teacher {teacher}: OpenVINO cannot read it for --teacher-mode online",
         ),
+        (["--teacher-view", "framed"], "--teacher-view framed needs --teacher-mode online"),
     ],
 )
 def test_bad_distill_options_exit_2_before_the_run_starts(
@@ -220,7 +221,7 @@ def test_distill_takes_every_train_option():
     def options(name: str) -> set[str]:
         return {o for a in sub[name]._actions for o in a.option_strings}
 
-    teacher = {"--teacher", "--teacher-weight", "--temperature", "--teacher-mode"}
+    teacher = {"--teacher", "--teacher-weight", "--temperature", "--teacher-mode", "--teacher-view"}
     teacher |= {"--teacher-tta", "--no-teacher-tta"}
     assert options("distill") == options("train") | teacher
 
@@ -228,9 +229,11 @@ def test_distill_takes_every_train_option():
 # --teacher-mode online: the teacher on OpenVINO, run on every augmented batch.
 
 
-def test_online_targets_are_the_teacher_on_each_augmented_batch():
+@pytest.mark.parametrize("view", ["augmented", "framed"])
+def test_online_targets_are_the_teacher_on_each_augmented_batch(view):
     """The pipeline piece alone: the targets of every batch are its own labels mixed with
-    the teacher's output on exactly the augmented images the batch yields."""
+    the teacher's output on exactly the augmented images the batch yields, or with
+    ``--teacher-view framed`` on those images as framed, before appearance and erasing."""
     import tensorflow as tf
 
     from trainer.config import TrainConfig
@@ -253,6 +256,12 @@ def test_online_targets_are_the_teacher_on_each_augmented_batch():
     def augment(x, training):  # every other pixel brightened by a random amount per image
         return x + tf.random.uniform([tf.shape(x)[0], 1, 1, 1], 1, 50) * keep
 
+    def framing(x, training):  # a fixed darkening, run before augment when framed
+        return x - 5 * keep
+
+    def framed(x: np.ndarray) -> np.ndarray:  # as the pipeline rounds and clips it
+        return np.clip(x - 5 * keep, 0, 255).astype(np.uint8)
+
     def teacher(x: np.ndarray) -> np.ndarray:  # depends on the pixels and on left or right
         left = x[:, :, : size // 2].mean(axis=(1, 2, 3))
         right = x[:, :, size // 2 :].mean(axis=(1, 2, 3))
@@ -269,14 +278,24 @@ def test_online_targets_are_the_teacher_on_each_augmented_batch():
     cfg = TrainConfig(teacher="t", teacher_weight=0.3, temperature=2.0, teacher_tta=True)
     targets = online_targets(teacher, cfg)
     seen = []
-    for x, y, w in train_dataset(
-        Split(images, labels, votes, []), 16, 1, augment, weights, targets
-    ):
+    ds = train_dataset(
+        Split(images, labels, votes, []),
+        16,
+        1,
+        augment,
+        weights,
+        targets,
+        framing if view == "framed" else None,
+    )
+    for x, y, w in ds:
         x, y, w = x.numpy(), y.numpy(), w.numpy()
         idx = x[:, 0, 0, 0].astype(int)
-        np.testing.assert_allclose(y, expected(x, idx), atol=1e-6)
-        # The same check fails with the teacher on the images before augmentation.
-        assert np.abs(y - expected(images[idx], idx)).max() > 1e-3
+        shown, other = (framed(images[idx]), x) if view == "framed" else (x, framed(images[idx]))
+        np.testing.assert_allclose(y, expected(shown, idx), atol=1e-6)
+        # The same check fails with the teacher shown the other image.
+        assert np.abs(y - expected(other, idx)).max() > 1e-3
+        if view == "framed":  # the student is fed the framed image, augmented
+            assert (x.astype(int) - framed(images[idx]) >= keep.astype(int)).all()
         np.testing.assert_array_equal(w, [weights[c] for c in labels[idx]])
         seen += idx.tolist()
     assert sorted(seen) == list(range(n))  # every image once, each with its own targets
@@ -299,9 +318,11 @@ def test_openvino_teacher_gives_the_savedmodels_probabilities(tiny_model):
 
 @pytest.fixture(scope="module")
 def online_distilled(tiny_model, tiny_data, tmp_path_factory) -> Path:
-    """A distill run with the online teacher (run/ and models/emotion/1)."""
+    """A distill run with the online teacher shown the framed images, every augmentation on
+    (run/ and models/emotion/1)."""
     work = tmp_path_factory.mktemp("online")
-    args = _distill_args(tiny_data, tiny_model, work, "--teacher-mode", "online", *APPEARANCE)
+    online = ["--teacher-mode", "online", "--teacher-view", "framed", "--erasing", "0.5"]
+    args = _distill_args(tiny_data, tiny_model, work, *online, *APPEARANCE)
     assert main(args) == 0
     return work
 
@@ -314,7 +335,7 @@ def _cpu_precision() -> str:
 
 
 @pytest.mark.slow
-def test_online_distill_exports_a_version_that_says_its_teacher_ran_online(
+def test_online_distill_exports_a_version_that_says_how_its_teacher_ran(
     online_distilled, tiny_model
 ):
     import openvino as ov
@@ -323,6 +344,7 @@ def test_online_distill_exports_a_version_that_says_its_teacher_ran_online(
     meta = json.loads((out / "metadata.json").read_text())
     d = meta["distillation"]
     assert d["mode"] == "online" and meta["training"]["teacher_mode"] == "online"
+    assert d["view"] == "framed" and "as framed (flip, rotation" in d["targets"]
     assert d["teacher"]["folder"] == str(tiny_model)
     runtime = dict(d["teacher_runtime"])
     assert runtime.pop("threads") >= 1  # OpenVINO's default: one per core
@@ -336,8 +358,9 @@ def test_online_distill_exports_a_version_that_says_its_teacher_ran_online(
     assert not (online_distilled / "run" / "teacher.npz").exists()  # no cache online
     card = (out / "MODEL_CARD.md").read_text()
     assert "0.5 x the labels + 0.5 x the teacher" in card
-    assert "the teacher run on every augmented training batch" in card
-    assert f"teacher mode `online`: openvino {ov.get_version()}, {_cpu_precision()}" in card
+    assert "the teacher run on every training batch as framed (flip, rotation" in card
+    runtime = f"openvino {ov.get_version()}, {_cpu_precision()}"
+    assert f"teacher mode `online`, view `framed`: {runtime}" in card
 
 
 @pytest.mark.slow
@@ -354,8 +377,10 @@ def test_online_run_resumes_after_sigkill_with_the_online_teacher(
     assert f"stage 2 epoch {done + 1}/12" in out
     assert not (run / "teacher.npz").exists()
     meta = json.loads((tmp_path / "models" / "emotion" / "1" / "metadata.json").read_text())
-    assert meta["distillation"]["mode"] == "online"
+    assert (meta["distillation"]["mode"], meta["distillation"]["view"]) == ("online", "augmented")
     assert [h["epoch"] for h in meta["history"] if h["stage"] == 2] == list(range(1, 13))
+    card = (tmp_path / "models" / "emotion" / "1" / "MODEL_CARD.md").read_text()
+    assert "the teacher run on every augmented training batch, on the very images" in card
 
 
 def test_a_resumed_run_keeps_its_teacher_mode(tmp_path, capsys):
