@@ -51,19 +51,23 @@ def print_speed(ms: dict[tuple[Path, str], float], dirs: list[Path]) -> None:
             v = ms[d, name]
             line = f"  {name:18} {v:7.2f} ms  ({ms[d, 'tensorflow f32'] / v:.1f}x TensorFlow"
             if d != dirs[0]:
-                line += f"; {v / ms[dirs[0], name]:.2f}x the cost of {dirs[0].name}"
+                line += f"; {v / ms[dirs[0], name]:.2f}x the cost of {dirs[0]}"
             print(line + ")")
 
 
 def speed(models: dict, calls: int, rounds: int = 10) -> dict:
     """Median ms per call on one face (+ its mirror), alternating in ``rounds``."""
-    face = np.random.default_rng(0).integers(0, 256, (1, 96, 96, 3), dtype=np.uint8)
-    times: dict[str, list[float]] = {k: [] for k in models}
+    rng = np.random.default_rng(0)
+    faces = {
+        k: rng.integers(0, 256, (1, m.input_size, m.input_size, 3), dtype=np.uint8)
+        for k, m in models.items()
+    }
+    times: dict = {k: [] for k in models}
     for _ in range(rounds):
         for name, m in models.items():
             for _ in range(calls // rounds):
                 t = time.perf_counter()
-                m.predict(face)
+                m.predict(faces[name])
                 times[name].append((time.perf_counter() - t) * 1000)
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -106,7 +110,7 @@ def main() -> None:
     )
     p.add_argument("--data", type=Path, default=SHARED / "data" / "fer2013")
     p.add_argument("--split", choices=["val", "test"], default="test")
-    p.add_argument("--calls", type=int, default=200, help="per runtime, for the speed")
+    p.add_argument("--calls", type=int, default=200, help="per runtime and version, for the speed")
     p.add_argument("--skip", choices=("speed", "agreement"), help="run only the other half")
     args = p.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -115,7 +119,7 @@ def main() -> None:
     # One thread each, as one worker of two on two cores gets.
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    dirs = args.model_dir or [ROOT / "models" / "emotion" / "6"]
+    dirs = list(dict.fromkeys(args.model_dir or [ROOT / "models" / "emotion" / "6"]))
     loaded = {d: load(d) for d in dirs}
     if args.skip != "speed":
         both = {(d, name): m for d, models in loaded.items() for name, m in models.items()}

@@ -51,9 +51,9 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--recipe",
-        default="finetune",
+        default=None,  # unset: finetune, and a resumed run's own
         choices=sorted(RECIPES),
-        help="'notebook' reproduces the original recipe; 'finetune' is ours",
+        help="'notebook' reproduces the original recipe; 'finetune' (if unset) is ours",
     )
     p.add_argument(
         "--run-dir",
@@ -165,7 +165,7 @@ def _distill_parser(sub) -> None:
     _opt(p, "--teacher-mode", "teacher_mode", modes, choices=TEACHER_MODES)
     views = (
         "online, what the teacher is shown: augmented, the student's very image; framed, "
-        "the same crop (flip, rotation, shift, zoom) before the appearance changes and "
+        "the same crop (flip, rotation, shift, shear, zoom) before the appearance changes and "
         "erasing, so the student learns the clean face's answer on a degraded one; "
         "augmented if unset"
     )
@@ -271,7 +271,7 @@ def _train(args) -> None:
         raise TrainerError("distill needs --teacher models/<name>/<version>")
     names = set(F) - {"recipe", "data"}
     overrides = {k: getattr(args, k) for k in names if hasattr(args, k)}
-    cfg = make_config(args.recipe, data=args.data, **overrides)
+    cfg = make_config(args.recipe or "finetune", data=args.data, **overrides)
     import time
 
     run_dir = args.run_dir or Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -293,14 +293,20 @@ def _check_resume(args) -> None:
             f"{args.resume} is a train run, not a distill run: resume it with train --resume"
         )
     if args.run_dir is not None and Path(args.run_dir).resolve() != args.resume.resolve():
-        raise TrainerError("--run-dir with --resume: the run folder is RUN_DIR itself")
+        raise TrainerError(
+            f"--run-dir {args.run_dir} is not the resumed run {args.resume}: a resumed run "
+            f"stays in its own folder (leave out --run-dir)"
+        )
     changed = []
-    if args.data is not None and not _same(args.data, cfg.data):
+    if args.data is not None and not _same("data", args.data, cfg.data):
         changed.append(f"DATA {args.data} (the run's: {cfg.data})")
+    if args.recipe is not None and args.recipe != cfg.recipe:
+        changed.append(f"--recipe {args.recipe} (the run's: {cfg.recipe})")
     for field, flag in FLAGS.items():
         given, saved = getattr(args, field, None), getattr(cfg, field)
-        if given is not None and not _same(given, saved):
-            changed.append(f"{flag} {given} (the run's: {saved})")
+        if given is not None and not _same(field, given, saved):
+            theirs = _spelled(flag, saved) if isinstance(saved, bool) else saved
+            changed.append(f"{_spelled(flag, given)} (the run's: {theirs})")
     if changed:
         raise TrainerError(
             f"{args.resume} was started with other options; a resumed run keeps its own "
@@ -308,11 +314,23 @@ def _check_resume(args) -> None:
         )
 
 
-def _same(given, saved) -> bool:
-    # Paths are the same file however they are spelled (relative, with ./, absolute).
-    if isinstance(given, str) and isinstance(saved, str):
-        return given == saved or Path(given).resolve() == Path(saved).resolve()
-    return given == saved
+PATHS = {"data", "labels", "init_from", "teacher", "base_weights"}  # fields naming files
+
+
+def _same(field: str, given, saved) -> bool:
+    # A path is the same file however it is spelled (relative, with ./, absolute), from
+    # the folder the run is resumed in.
+    if given == saved:
+        return True
+    paths = field in PATHS and isinstance(saved, str) and saved not in ("imagenet", "none")
+    return paths and Path(given).resolve() == Path(saved).resolve()
+
+
+def _spelled(flag: str, value) -> str:
+    """How an option with ``value`` is written: a yes/no flag as --x or --no-x."""
+    if isinstance(value, bool):
+        return flag if value else f"--no-{flag.removeprefix('--')}"
+    return f"{flag} {value}"
 
 
 def _evaluate(args) -> None:

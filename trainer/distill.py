@@ -11,7 +11,7 @@ works on those), run in one of two modes (``--teacher-mode``):
   batch, on exactly the images the student is fed (and their mirrors), so that target and
   image agree, as in "Knowledge distillation: a good teacher is patient and consistent"
   (Beyer et al., 2022). Nothing is cached: a resumed run converts the teacher again.
-  ``--teacher-view framed`` shows it the batch as framed (flip and geometry) but before
+  ``--teacher-view framed`` shows it the batch as framed (flip, geometry) but before
   the appearance changes and erasing: the crop still agrees, but the target is the
   teacher's answer on the clean face. Taught on the degraded image itself, version 11
   copied the teacher's failures on blurred and noisy faces (README, robustness); taught
@@ -52,9 +52,9 @@ from trainer.teacher_runtime import OpenVINOTeacher, load_teacher
 CACHE = "teacher.npz"
 # What an online teacher is shown (--teacher-view), as the metadata and the card say it.
 VIEWS = {
-    "augmented": "augmented training batch",
-    "framed": "training batch as framed (flip, rotation, shift, zoom), before the appearance "
-    "changes and erasing the student saw",
+    "augmented": "augmented training batch{mirror}",
+    "framed": "training batch{mirror} as framed (the augmentation's flip, rotation, shift, "
+    "shear and zoom), before the appearance changes and erasing the student got",
 }
 
 
@@ -71,7 +71,8 @@ class Distillation:
     """What distillation changes in a run once the teacher is ready."""
 
     details: dict  # the metadata's "distillation" block
-    # Online, each augmented batch's train targets; cached, None: the train split's
+    # Online, each augmented batch's train targets (from the batch as the student gets it
+    # or as framed); cached, None: the train split's
     # targets are mixed already.
     batch_targets: BatchTargets | None = None
 
@@ -93,7 +94,8 @@ def open_teacher(cfg: TrainConfig, classes: list[str]) -> Teacher:
     threads = f"{runtime.threads} thread{'s' * (runtime.threads > 1)}"
     print(
         f"teacher {cfg.teacher} on OpenVINO ({runtime.precision}, {threads}), run on every "
-        f"{VIEWS[cfg.teacher_view]}{' and its mirror' * cfg.teacher_tta}; converted and "
+        f"{VIEWS[cfg.teacher_view].format(mirror=' and its mirror' * cfg.teacher_tta)}; "
+        f"converted and "
         f"compiled in {runtime.seconds:.1f} s",
         flush=True,
     )
@@ -108,7 +110,7 @@ def distill(cfg: TrainConfig, teacher: Teacher, run_dir: Path, train: Split) -> 
     details = {
         **_settings(cfg, teacher.contract),
         "targets": "train: (1 - weight) * labels + weight * softened teacher, the teacher run "
-        f"on each {VIEWS[cfg.teacher_view]}; val, test: labels",
+        f"on each {VIEWS[cfg.teacher_view].format(mirror='')}; val, test: labels",
         "teacher_runtime": teacher.runtime.describe(),
     }
     return Distillation(details, online_targets(teacher.runtime.infer, cfg))

@@ -9,8 +9,8 @@ import tensorflow as tf
 
 from trainer.splits import Split
 
-# A batch's uint8 images (as the model is fed them) and label targets in, its train
-# targets out: distillation's online teacher (trainer/distill.py).
+# A batch's uint8 images (as the model is fed them, or as framed: train_dataset) and label
+# targets in, its train targets out: distillation's online teacher (trainer/distill.py).
 BatchTargets = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 

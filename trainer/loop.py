@@ -17,7 +17,7 @@ import tensorflow as tf
 from trainer import checkpoint, run_folder
 from trainer.config import TrainConfig
 from trainer.input_pipeline import BatchTargets, eval_dataset, train_dataset
-from trainer.model import augmentation, augmentation_parts, build_model, set_stage
+from trainer.model import build_model, set_stage, training_augmentation
 from trainer.splits import Prepared, class_weights
 
 
@@ -125,11 +125,8 @@ def fit(
         print(note, flush=True)
     train, val = prep.splits["train"], prep.splits["val"]
     weights = class_weights(train.labels, len(prep.classes), cfg.class_weight)
-    if batch_targets is not None and cfg.teacher_view == "framed":
-        framing, aug = augmentation_parts(cfg, cfg.seed)  # the teacher sees the framed image
-        framing = framing or _unchanged  # no geometry on: it sees the image unaugmented
-    else:
-        framing, aug = None, augmentation(cfg, cfg.seed)
+    framed = batch_targets is not None and cfg.teacher_view == "framed"
+    framing, aug = training_augmentation(cfg, cfg.seed, framed)
     ds_val = eval_dataset(val, cfg.batch_size)
     steps = int(np.ceil(len(train) / cfg.batch_size))
     strategy = _strategy_announced(cfg)
@@ -168,10 +165,6 @@ def fit(
     checkpoint.load_best(run_dir, model)
     run_folder.write_final_state(run_dir, state)
     return model, state
-
-
-def _unchanged(x: tf.Tensor, training: bool = False) -> tf.Tensor:
-    return x
 
 
 def _strategy_announced(cfg: TrainConfig) -> tf.distribute.Strategy:

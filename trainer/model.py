@@ -30,16 +30,24 @@ def augmentation(cfg: TrainConfig, seed: int) -> keras.Sequential | None:
     return keras.Sequential(steps, name="augmentation") if steps else None
 
 
-def augmentation_parts(
-    cfg: TrainConfig, seed: int
-) -> tuple[keras.Sequential | None, keras.Sequential | None]:
-    """``augmentation`` in two parts, framing then appearance (with erasing), the same
-    layers and seeds: the online teacher's framed view is the first part's output."""
+def training_augmentation(cfg: TrainConfig, seed: int, framed_view: bool) -> tuple:
+    """What the input pipeline applies: ``(framing, rest)``.
+
+    With ``framed_view`` (an online teacher shown the framed image) the augmentation in two
+    parts, the same layers and seeds: framing (flip and geometry; a no-op when none is on)
+    and appearance with erasing, which may be None. Otherwise ``(None, augmentation)``.
+    """
+    if not framed_view:
+        return None, augmentation(cfg, seed)
     framing, appearance = _framing_steps(cfg, seed), _appearance_steps(cfg, seed)
     return (
-        keras.Sequential(framing, name="framing") if framing else None,
+        keras.Sequential(framing, name="framing") if framing else _unchanged,
         keras.Sequential(appearance, name="appearance") if appearance else None,
     )
+
+
+def _unchanged(x, training: bool = False):
+    return x
 
 
 def _framing_steps(cfg: TrainConfig, seed: int) -> list[layers.Layer]:

@@ -92,8 +92,9 @@ def _teacher_run(d: Mapping[str, Any]) -> str:
         runtime = f"{rt['name']} {rt['version']}, {rt['precision']}"
         if d.get("view") == "framed":
             return (
-                f"the teacher run on every training batch as framed (flip, rotation, shift, "
-                f"zoom), before the appearance changes and erasing the student was fed "
+                f"the teacher run on every training batch as framed (the augmentation's flip, "
+                f"rotation, shift, shear and zoom), before the appearance changes and erasing "
+                f"the student was fed "
                 f"(teacher mode `online`, view `framed`: {runtime})"
             )
         return (

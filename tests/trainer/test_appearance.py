@@ -129,3 +129,35 @@ def test_every_augmentation_layer_draws_from_its_own_seed():
     cfg = replace(FINETUNE, shear=0.1, erasing=0.5, blur=0.2, low_res=0.3, noise=8.0)
     seeds = [layer.seed for layer in augmentation(cfg, 42).layers]
     assert len(seeds) >= 9 and len(set(seeds)) == len(seeds), seeds
+
+
+def test_the_framed_view_splits_the_very_same_augmentation():
+    # --teacher-view framed: the teacher sees the first part's output, the student both.
+    from dataclasses import replace
+
+    from trainer.config import FINETUNE
+    from trainer.model import training_augmentation
+
+    cfg = replace(FINETUNE, shear=0.1, erasing=0.5, blur=0.2, low_res=0.3, noise=8.0)
+    framing, rest = training_augmentation(cfg, 42, framed_view=True)
+
+    def described(layers):
+        return [(type(layer).__name__, layer.seed) for layer in layers]
+
+    assert described(framing.layers) == described(augmentation(cfg, 42).layers[:5])
+    assert described(framing.layers + rest.layers) == described(augmentation(cfg, 42).layers)
+    assert {type(layer).__name__ for layer in framing.layers} == {
+        "RandomFlip",
+        "RandomRotation",
+        "RandomTranslation",
+        "RandomShear",
+        "RandomZoom",
+    }
+    none, whole = training_augmentation(cfg, 42, framed_view=False)
+    assert none is None and described(whole.layers) == described(framing.layers + rest.layers)
+
+    # No geometry on: the teacher sees the image unaugmented (never the augmented one).
+    still = replace(cfg, flip=False, rotation=0.0, shift=0.0, shear=0.0, zoom=0.0)
+    framing, rest = training_augmentation(still, 42, framed_view=True)
+    x = np.arange(2 * 8 * 8 * 3, dtype=np.float32).reshape(2, 8, 8, 3)
+    assert framing(x, training=True) is x and rest is not None
