@@ -72,8 +72,7 @@ class Distillation:
 
     details: dict  # the metadata's "distillation" block
     # Online, each augmented batch's train targets (from the batch as the student gets it
-    # or as framed); cached, None: the train split's
-    # targets are mixed already.
+    # or as framed); cached, None: the train split's targets are mixed already.
     batch_targets: BatchTargets | None = None
 
 
@@ -95,8 +94,7 @@ def open_teacher(cfg: TrainConfig, classes: list[str]) -> Teacher:
     print(
         f"teacher {cfg.teacher} on OpenVINO ({runtime.precision}, {threads}), run on every "
         f"{VIEWS[cfg.teacher_view].format(mirror=' and its mirror' * cfg.teacher_tta)}; "
-        f"converted and "
-        f"compiled in {runtime.seconds:.1f} s",
+        f"converted and compiled in {runtime.seconds:.1f} s",
         flush=True,
     )
     return Teacher(contract, runtime)
