@@ -37,6 +37,8 @@ def ready():
         "runtime": model.runtime if model else "",
         "precision": model.precision if model else "",
         "detector": state.detector.name,
+        "detector_runtime": state.detector.runtime,
+        "detector_precision": state.detector.precision,
     }
     if not ready:
         body["error"] = state.models.status_error()
@@ -74,6 +76,8 @@ def models():
         face_crop=contract.face_crop.written,
         created=contract.created,
         detector=state.detector.name,
+        detector_runtime=state.detector.runtime,
+        detector_precision=state.detector.precision,
         flip_tta=state.settings.flip_tta,
         device=model.device,
         runtime=model.runtime,

@@ -81,6 +81,12 @@ def test_multipart_and_errors_over_http(server, astronaut, runtime):
     info = checked(requests.get(url + "/v1/models", timeout=10)).json()
     assert info["device"] == "CPU" and info["runtime"] == runtime
     assert info["precision"] in ("bf16", "f32")
+    # YuNet runs on OpenVINO wherever it is installed, in FER_PRECISION (auto here).
+    for body in (ready, info):
+        assert (body["detector"], body["detector_runtime"]) == ("yunet", "openvino")
+        assert body["detector_precision"] in ("bf16", "f32")
+    if runtime == "openvino":  # one FER_PRECISION, resolved alike for both networks
+        assert info["detector_precision"] == info["precision"]
 
 
 def _metric(text: str, name: str) -> float:

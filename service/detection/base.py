@@ -31,6 +31,8 @@ class Face:
 
 class Detector(Protocol):
     name: str
+    runtime: str  # what executes its network: opencv or openvino (for /ready, /v1/models)
+    precision: str  # what that computes in: f32 or bf16
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 image."""

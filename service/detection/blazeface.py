@@ -45,6 +45,7 @@ class BlazeFaceDetector:
     classifies small square uploads whole)."""
 
     name = "blazeface"
+    runtime, precision = "opencv", "f32"
     default_score = 0.5  # MediaPipe's own threshold; at 0.7 it misses smaller faces
 
     def __init__(

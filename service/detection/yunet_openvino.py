@@ -58,6 +58,7 @@ class YuNetOpenVINODetector:
     """The YuNet ONNX file compiled by OpenVINO for each input size it is given."""
 
     name = "yunet"
+    runtime = "openvino"
     default_score = 0.7
 
     def __init__(

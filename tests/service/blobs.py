@@ -25,6 +25,7 @@ class BlobDetector:
     """Boxes of the bright (> 30) connected regions of a frame, as a detector returns them."""
 
     name = "blobs"
+    runtime, precision = "numpy", "f32"
 
     def __init__(self, min_side: int = 10):
         self.min_side = min_side

@@ -72,6 +72,7 @@ class FakeModel:
 
 class FakeDetector:
     name = "fake"
+    runtime, precision = "fake", "f32"
 
     def __init__(self, faces: list[Face] | None = None):
         self.faces = faces or []

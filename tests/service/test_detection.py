@@ -130,10 +130,17 @@ def test_openvino_yunet_compiles_each_size_once_and_keeps_the_latest(yunet_path,
 
 
 def test_factory_prefers_yunet_when_configured(yunet_path):
-    assert isinstance(make_detector("auto", str(yunet_path), 0, 640), YuNetOpenVINODetector)
-    assert isinstance(make_detector("yunet-opencv", str(yunet_path), 0, 640), YuNetDetector)
+    # Each says what runs it and in what precision (/ready and /v1/models report both).
+    ov = make_detector("auto", str(yunet_path), 0, 640, precision="bf16")
+    assert isinstance(ov, YuNetOpenVINODetector) and (ov.runtime, ov.precision) == (
+        "openvino",
+        "bf16",
+    )
+    cv = make_detector("yunet-opencv", str(yunet_path), 0, 640, precision="bf16")
+    assert isinstance(cv, YuNetDetector) and (cv.runtime, cv.precision) == ("opencv", "f32")
     blaze = make_detector("auto", "", 0, 640)
     assert blaze.name == "blazeface" and blaze.score == 0.5
+    assert (blaze.runtime, blaze.precision) == ("opencv", "f32")
     with pytest.raises(ValueError):
         make_detector("yunet", "", 0.7, 640)
     with pytest.raises(FileNotFoundError):
