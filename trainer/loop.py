@@ -119,14 +119,15 @@ def fit(
     Returns:
         The model with its best weights, and the run state (also written to state.json).
     """
-    keras.utils.set_random_seed(cfg.seed)
     state = checkpoint.load_state(run_dir) or run_folder.new_state()
+    seed = run_folder.session_seed(cfg.seed, state)
+    keras.utils.set_random_seed(seed)
     if note := run_folder.resume_note(run_dir, state):
-        print(note, flush=True)
+        print(f"{note}; this session's seed {seed}", flush=True)
     train, val = prep.splits["train"], prep.splits["val"]
     weights = class_weights(train.labels, len(prep.classes), cfg.class_weight)
     framed = batch_targets is not None and cfg.teacher_view == "framed"
-    framing, aug = training_augmentation(cfg, cfg.seed, framed)
+    framing, aug = training_augmentation(cfg, seed, framed)
     ds_val = eval_dataset(val, cfg.batch_size)
     steps = int(np.ceil(len(train) / cfg.batch_size))
     strategy = _strategy_announced(cfg)
@@ -152,7 +153,7 @@ def fit(
         )
         callbacks = _callbacks(cfg, run_dir, state, stage, done, len(train))
         ds = train_dataset(
-            train, cfg.batch_size, cfg.seed + stage, aug, weights, batch_targets, framing
+            train, cfg.batch_size, seed + stage, aug, weights, batch_targets, framing
         )
         model.fit(
             ds,

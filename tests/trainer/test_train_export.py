@@ -342,3 +342,56 @@ def test_ensemble_refuses_members_that_do_not_fit(tiny_model, tmp_path, capsys):
     other_data = member("data", dataset={**meta["dataset"], "fingerprint": "0123"})
     assert "not trained on the same data" in refused(tiny_model, other_data)
     assert not (tmp_path / "out").exists()
+
+
+class _Killed(Exception):
+    """Stands for a SIGKILL after an epoch's checkpoint (in process, so batches are seen)."""
+
+
+def test_a_resumed_run_draws_new_batches_instead_of_replaying_its_first(
+    tiny_data, tmp_path, monkeypatch
+):
+    from trainer import loop
+    from trainer.cli import main
+
+    first_batches: list[np.ndarray] = []
+    real_dataset, real_save = loop.train_dataset, loop.checkpoint.save
+
+    def recording_dataset(*args, **kwargs):
+        ds = real_dataset(*args, **kwargs)
+        first_batches.append(next(iter(ds))[0].numpy())  # each session's first batch
+        return ds
+
+    def save_then_die(run_dir, model, state):
+        real_save(run_dir, model, state)
+        raise _Killed
+
+    monkeypatch.setattr(loop, "train_dataset", recording_dataset)
+    monkeypatch.setattr(loop.checkpoint, "save", save_then_die)
+    run = tmp_path / "run"
+    args = ["--stage1-epochs", "0", "--stage2-epochs", "3", "--early-stopping", "0"]
+    with pytest.raises(_Killed):
+        main(["train", str(tiny_data), *TINY_ARGS, *args, "--run-dir", str(run)])
+    monkeypatch.setattr(loop.checkpoint, "save", real_save)
+    models = tmp_path / "models"
+    assert main(["train", "--resume", str(run), "--models-dir", str(models)]) == 0
+    fresh, resumed = first_batches
+    assert fresh.shape == resumed.shape
+    # Seeded as the first session was, the resumed one drew the same images, augmented
+    # the same way, for its first epoch: epoch 1 trained twice.
+    assert not np.array_equal(fresh, resumed)
+    state = json.loads((run / "state.json").read_text())
+    assert [(h["stage"], h["epoch"]) for h in state["history"]] == [(2, 1), (2, 2), (2, 3)]
+
+
+def test_a_run_at_its_start_keeps_its_own_seed_and_each_resume_gets_another():
+    from trainer.run_folder import new_state, session_seed
+
+    state = new_state()
+    assert session_seed(42, state) == 42
+    seeds = set()
+    for done in range(1, 200):
+        state["history"] = [{}] * done
+        seeds.add(session_seed(2**31 - 2, state))
+    assert len(seeds) == 199
+    assert all(0 <= s < 2**31 - 1000 for s in seeds)
