@@ -84,7 +84,12 @@ def _load(schema: Schema, sources: list[dict]) -> dict:
             errors.update(e.normalized_messages())
     if errors:
         raise InvalidOptions("invalid options", fields=errors)
-    return schema.load({k: v for raw in sources for k, v in raw.items()})
+    try:
+        # Valid alone, sources can still clash once merged (start in the query past an
+        # end in the form): a 422 as well, not a ValidationError reaching the 500 handler.
+        return schema.load({k: v for raw in sources for k, v in raw.items()})
+    except ValidationError as e:
+        raise InvalidOptions("invalid options", fields=e.normalized_messages()) from None
 
 
 class VideoOptionsSchema(Schema):

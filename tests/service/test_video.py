@@ -350,6 +350,13 @@ def test_invalid_options_name_the_field(client, tmp_path, query, field):
     assert field in r.get_json()["error"]["fields"]
 
 
+def test_a_window_split_between_query_and_form_is_checked_once_merged(client, tmp_path):
+    # Each source is valid alone; merged, end comes before start.
+    r = post(client, one_blob(tmp_path / "split.avi"), "?start=2", end="1")
+    assert r.status_code == 422, r.get_json()
+    assert r.get_json()["error"]["fields"] == {"end": ["must be greater than start"]}
+
+
 def test_wrong_content_type_and_missing_field(client):
     r = client.post("/predict/video", data="hello", content_type="text/plain")
     assert r.status_code == 415
