@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from service import metrics, repository
+from service import memory, metrics, repository
 from service.config import Settings
 from service.errors import NotReady
 from service.model import Classifier
@@ -121,6 +121,7 @@ class ModelSlot:
         t0 = time.monotonic()
         model = self.factory(folder)  # a classifier of this folder only
         model.load()  # never raises: a failure (a malformed contract too) leaves error set
+        memory.trim()  # the conversion's garbage, kept by glibc otherwise (service/memory.py)
         old = self._live
         if not model.ready:
             self._refused[folder] = fp
