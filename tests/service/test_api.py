@@ -14,6 +14,7 @@ from PIL import Image
 from service.app import create_app
 from service.config import Settings
 from service.detection import Face
+from service.imaging import decode, to_gray
 from tests.conftest import CLASSES, ROOT, jpeg_bytes
 from tests.service.conftest import CheckedClient, FakeDetector, FakeModel
 
@@ -319,3 +320,27 @@ def test_exif_rotated_large_jpeg_reports_the_upright_size(settings, model, detec
     )
     r = app.test_client().post("/predict", data=buf.getvalue(), content_type="image/jpeg")
     assert (r.json["width"], r.json["height"]) == (3000, 4000)
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_a_near_square_jpeg_turned_by_exif_reports_its_upright_size(orientation):
+    # Decoded at 1/8 it comes out square (500x500): the turn cannot be seen in the size.
+    im = Image.fromarray(np.zeros((3996, 4000, 3), np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif.tobytes())
+    img = decode(buf.getvalue(), 40_000_000, 500)
+    assert img.width == img.height == 500
+    assert (img.original_width, img.original_height) == (3996, 4000)
+
+
+def test_decode_gives_the_gray_image_of_its_rgb_one():
+    rgb = np.random.default_rng(3).integers(0, 256, (37, 53, 3), np.uint8)
+    for mode in ("RGB", "RGBA", "L", "P", "CMYK", "I;16"):
+        buf = io.BytesIO()
+        src = Image.fromarray(rgb)
+        src = Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257) if mode == "I;16" else src
+        src.convert(mode if mode != "I;16" else src.mode).save(buf, "TIFF")
+        img = decode(buf.getvalue(), 40_000_000)
+        np.testing.assert_array_equal(img.gray, to_gray(img.rgb))
