@@ -246,3 +246,67 @@ def test_converting_a_version_sends_no_telemetry(tiny_model, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "openvino.tools.ovc.telemetry_stub"
     assert not (tmp_path / "intel").exists()  # nothing written to $HOME either
+
+
+def test_one_face_runs_on_the_network_compiled_for_its_pair(tiny_model, faces, monkeypatch):
+    from service import openvino_runtime
+
+    model = make_classifier(tiny_model, "openvino", "f32", threads=1)
+    assert model.ready and model._pair is not None
+    calls: list[str] = []
+    for name in ("_pair", "_requests"):
+        real = getattr(model, name)
+
+        class Counting:
+            def get(self, real=real, name=name):
+                calls.append(name)
+                return real.get()
+
+        monkeypatch.setattr(model, name, Counting())
+    one = model.predict(faces[:1])  # the face and its mirror: batch 2
+    many = model.predict(faces[:3])
+    assert calls == ["_pair", "_requests"]
+    np.testing.assert_allclose(one, many[:1], atol=1e-5)
+    assert openvino_runtime.PAIR == 2
+
+
+def test_a_version_whose_pair_network_fails_serves_from_the_any_batch_one(
+    tiny_model, faces, monkeypatch, caplog
+):
+    from service import openvino_runtime
+
+    real = openvino_runtime.core().compile_model
+
+    def no_static_pair(model, *args, **kwargs):
+        if model.inputs[0].get_partial_shape().is_static:
+            raise RuntimeError("no kernel for this shape")
+        return real(model, *args, **kwargs)
+
+    class Core:
+        compile_model = staticmethod(no_static_pair)
+
+    monkeypatch.setattr(openvino_runtime, "core", lambda: Core())
+    model = make_classifier(tiny_model, "openvino", "f32", threads=1)
+    assert model.ready and model._pair is None, model.error
+    assert "no network for one face" in caplog.text
+    reference = make_classifier(tiny_model, "tensorflow")
+    np.testing.assert_allclose(model.predict(faces[:1]), reference.predict(faces[:1]), atol=1e-4)
+
+
+def test_the_compiled_cache_keeps_only_the_newest_networks(tiny_model, tmp_path):
+    from service.openvino_runtime import KEEP_COMPILED
+
+    cache = tmp_path / "cache"
+    compiled = cache / "compiled"
+    compiled.mkdir(parents=True)
+    for i in range(12):  # stale blobs of versions long gone
+        blob = compiled / f"old{i}.blob"
+        blob.write_bytes(b"x")
+        os.utime(blob, (1_000_000 + i, 1_000_000 + i))
+    model = make_classifier(tiny_model, "openvino", "f32", threads=1, cache_dir=cache)
+    assert model.ready, model.error
+    left = sorted(p.name for p in compiled.iterdir() if p.is_file())
+    assert len(left) == KEEP_COMPILED
+    new = [n for n in left if not n.startswith("old")]
+    assert len(new) == 2  # this version's two networks: any batch, and the pair
+    assert set(left) - set(new) == {f"old{i}.blob" for i in range(12 - KEEP_COMPILED + 2, 12)}
