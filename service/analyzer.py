@@ -82,8 +82,9 @@ class FaceResult:
         return cls(box, None if whole else face.score, probs)
 
     def ranked(self) -> np.ndarray:
-        """Label indices, the most probable first."""
-        return np.argsort(-self.probs)
+        """Label indices, the most probable first; tied labels in label order (a stable
+        sort: the default one may put the later of two tied labels first)."""
+        return np.argsort(-self.probs, kind="stable")
 
 
 @dataclass(frozen=True)

@@ -228,9 +228,7 @@ def analyze_images(
     index, boxes, scores, emotions, probs = [], [], [], [], []
     for i, data in enumerate(images):
         analysis = analyzer.analyze(bytes(data), opts, live)
-        # argmax (the first of tied labels), as v2 always answered; ImageAnalysis.emotions
-        # (/predict) ranks by argsort, which may order ties otherwise: kept apart on purpose.
-        names = [live.labels[int(np.argmax(f.probs))] for f in analysis.faces]
+        names = analysis.emotions  # /predict's ranking: the first of tied labels wins
         metrics.observe_image(analysis.seconds, names)
         for face, name in zip(analysis.faces, names, strict=True):
             index.append(i)

@@ -353,3 +353,14 @@ def never_produced(bodies: st.SearchStrategy[dict], declared: dict[str, set[str]
 def test_every_declared_property_is_produced(path):
     never = never_produced(BODIES[path], DECLARED[path])
     assert not never, f"openapi.yaml declares {never} for {path}; no answer has them"
+
+
+@given(st.lists(st.sampled_from([0.0, 0.05, 0.1, 0.25, 1 / 7]), min_size=7, max_size=7))
+def test_ties_are_ranked_in_label_order(probs):
+    from service.analyzer import Box
+
+    face = FaceResult(Box(0, 0, 1, 1), 0.9, np.array(probs, np.float32))
+    order = [int(i) for i in face.ranked()]
+    # The most probable first; among equal probabilities, the earlier label first (the
+    # same answer on every NumPy build and CPU, and /v2's emotion is /predict's).
+    assert order == sorted(range(7), key=lambda i: (-np.float32(probs[i]), i))
