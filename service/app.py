@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from service import hooks
+from service import hooks, metrics
 from service.analyzer import Analyzer
 from service.config import Settings
 from service.detection import Detector
@@ -42,6 +42,8 @@ def create_app(
     if models is None and model is not None:
         models = ModelSlot.fixed(model)
     analyzer = Analyzer.from_settings(settings, models, detector)
+    d = analyzer.detector
+    metrics.set_detector(d.name, d.runtime, d.precision)
     if own_slot:
         if not load_async:
             # gunicorn workers load before they accept connections: a new or replaced

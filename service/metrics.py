@@ -59,6 +59,15 @@ MODEL_INFO = Gauge(
     ["name", "version", "runtime", "precision"],
     multiprocess_mode="livemax",
 )
+# Which YuNet or BlazeFace serves, and on what: OpenVINO where installed, else OpenCV's DNN,
+# in bf16 or f32. A worker started without OpenVINO detects 2-3x slower (README, "Face
+# detectors"), which operators should see on a dashboard, not only in /ready.
+DETECTOR_INFO = Gauge(
+    "fer_detector_info",
+    "the face detector a worker uses (1 while it serves)",
+    ["name", "runtime", "precision"],
+    multiprocess_mode="livemax",
+)
 RELOADS = Counter(
     "fer_model_loads_total",
     "model versions loaded or refused (a broken new version keeps the old one live)",
@@ -94,6 +103,10 @@ def observe_image(seconds: dict[str, float], emotions: list[str]) -> None:
 def set_model(name: str, version: str, runtime: str, precision: str, ready: bool) -> None:
     MODEL_INFO.labels(name, version, runtime, precision).set(1 if ready else 0)
     MODEL_READY.set(1 if ready else 0)
+
+
+def set_detector(name: str, runtime: str, precision: str) -> None:
+    DETECTOR_INFO.labels(name, runtime, precision).set(1)
 
 
 def exposition() -> tuple[bytes, str]:

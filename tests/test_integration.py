@@ -111,6 +111,17 @@ def test_metrics_are_merged_across_workers(server, astronaut, runtime):
     assert len(info) == 1 and info[0].endswith(" 1.0"), info
     assert f'runtime="{runtime}"' in info[0] and 'version="1"' in info[0]
     assert "fer_model_ready 1.0" in text
+    # The detector's row, merged over the workers: one, as /v1/models names it.
+    rows = [line for line in text.splitlines() if line.startswith("fer_detector_info{")]
+    models = requests.get(url + "/v1/models", timeout=10).json()
+    assert len(rows) == 1 and rows[0].endswith("} 1.0"), rows
+    inside = rows[0][rows[0].index("{") + 1 : rows[0].index("}")]
+    labels = dict(kv.split("=") for kv in inside.split(","))
+    assert labels == {
+        "name": '"yunet"',
+        "runtime": f'"{models["detector_runtime"]}"',
+        "precision": f'"{models["detector_precision"]}"',
+    }
 
 
 def _raw_http(url: str, request: bytes) -> tuple[int, dict, dict]:

@@ -144,7 +144,7 @@ def test_grafana_dashboard_queries_name_exported_metrics():
         assert names <= exported | {"up"}, (expr, names - exported)
         used |= names
     # The panels the issue asks for: requests, latency, per-stage time, faces, emotions,
-    # errors.
+    # errors; and which detector runs (OpenVINO or OpenCV's 2-3x slower DNN).
     for metric in (
         "fer_http_requests_total",
         "fer_http_request_duration_seconds_bucket",
@@ -152,6 +152,7 @@ def test_grafana_dashboard_queries_name_exported_metrics():
         "fer_faces_per_image_sum",
         "fer_predictions_total",
         "fer_errors_total",
+        "fer_detector_info",
     ):
         assert metric in used, metric
     ids = [p["id"] for p in dash["panels"]]
