@@ -109,7 +109,7 @@ distill 13 i --teacher "$MODELS/emotion/6" --teacher-weight 0.7 --temperature 1 
   --erasing 0.5 --noise 6 --blur 0.1 --low-res 0.2 --brightness 0.15 --contrast 0.3 \
   --init-from "$MODELS/emotion/11" --stage1-epochs 0 --stage2-epochs 20 --stage2-lr 2e-4 \
   --early-stopping 0 --seed 19
-# 14) 13) distilled on for a third cycle, in training.
+# 14) 13) distilled on for a third cycle (not finished yet: no figures).
 distill 14 j --teacher "$MODELS/emotion/6" --teacher-weight 0.7 --temperature 1 \
   --teacher-mode online \
   --erasing 0.5 --noise 6 --blur 0.1 --low-res 0.2 --brightness 0.15 --contrast 0.3 \
