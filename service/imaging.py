@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from service.errors import BadImage, PayloadTooLarge, UnsupportedMediaType
 
@@ -125,7 +125,17 @@ def _check_header(im: Image.Image, max_pixels: int) -> None:
         raise ImageTooLarge(f"the image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}")
 
 
-# EXIF orientations that turn the image a quarter (5-8 swap width and height).
+# EXIF orientation -> the turn that makes the image upright (as ImageOps.exif_transpose).
+_TURNS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# The orientations that turn the image a quarter (they swap width and height).
 _QUARTER_TURNS = {5, 6, 7, 8}
 
 
@@ -134,13 +144,23 @@ def _orient(im: Image.Image) -> bool:
 
     In place: most uploads need no turn, and a copy of a 12-MP photo costs milliseconds.
     The quarter turn is read from the tag, not from a change of size: a near-square JPEG
-    decoded at 1/8 can come out square, and its size would not change.
+    decoded at 1/8 can come out square, and its size would not change. The pixels are
+    turned here rather than by ImageOps.exif_transpose(in_place=True), which turns them
+    and then rewrites the EXIF block: on a block Pillow cannot write back (a rational with
+    a zero denominator, a tag of the wrong type) it raised after the turn, and the upload
+    was reported with its unturned size around turned pixels and boxes.
     """
     try:
         orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
-        ImageOps.exif_transpose(im, in_place=True)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not reject a good image
         return False
+    turn = _TURNS.get(orientation) if isinstance(orientation, int) else None
+    if turn is None:
+        return False
+    im.load()
+    # What exif_transpose(in_place=True) does to the image, without touching its EXIF.
+    im.im = im.im.transpose(turn)
+    im._size = im.im.size
     return orientation in _QUARTER_TURNS
 
 

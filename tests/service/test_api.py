@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from service.app import create_app
 from service.config import Settings
@@ -333,6 +333,31 @@ def test_a_near_square_jpeg_turned_by_exif_reports_its_upright_size(orientation)
     img = decode(buf.getvalue(), 40_000_000, 500)
     assert img.width == img.height == 500
     assert (img.original_width, img.original_height) == (3996, 4000)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_an_exif_block_pillow_cannot_write_back_still_gives_one_upright_image(
+    orientation, monkeypatch
+):
+    # Real photos carry tags Pillow reads but cannot serialise again (python-pillow
+    # #8965, #6799): turning in place by exif_transpose rewrote the block after turning
+    # the pixels, raised, and the size stayed unturned. Pixels, gray and size must agree.
+    rgb = np.random.default_rng(orientation).integers(0, 256, (32, 64, 3), np.uint8)
+    im = Image.fromarray(rgb)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    im.save(buf, "PNG", exif=exif.tobytes())
+    want = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buf.getvalue()))))
+
+    def unwritable(self, *args, **kwargs):
+        raise ValueError("cannot write this EXIF block")
+
+    monkeypatch.setattr(Image.Exif, "tobytes", unwritable)
+    img = decode(buf.getvalue(), 40_000_000)
+    np.testing.assert_array_equal(img.rgb, want)
+    assert img.gray.shape == img.rgb.shape[:2]
+    assert (img.original_height, img.original_width) == want.shape[:2]
 
 
 def test_decode_gives_the_gray_image_of_its_rgb_one():
