@@ -27,12 +27,14 @@ from service.model import VersionClassifier
 
 log = logging.getLogger("service.model")
 KEEP_CACHED = 2  # converted versions kept in the cache: the live one and the one before
-# Compiled networks kept in OpenVINO's cache (it removes none itself: one folder had grown
-# to 687 MB): a version compiles to two (any batch, and one face with its mirror) per
-# precision, so 8 keep the live version and several before it.
-KEEP_COMPILED = 8
-# One face and its mirror (flip TTA), the most common call: a network compiled for exactly
-# this batch ran 15-17% faster than the any-batch one (version 6 and 2, bf16, one thread).
+# Versions whose compiled networks stay in OpenVINO's cache (it removes none itself: one
+# folder had grown to 687 MB). Each version compiles into a folder of its own (two
+# networks per precision and thread count), touched whenever a worker loads it, so the
+# versions kept are the ones last served, not the ones last compiled.
+KEEP_COMPILED = 4
+# The most common call is one face: with flip TTA the face and its mirror, a batch of 2;
+# without, a batch of 1. A network compiled for exactly that batch ran 13-17% faster than
+# the any-batch one (versions 6 and 2, bf16, one thread; 15% at batch 1, 14% at batch 2).
 PAIR = 2
 _core: Any = None
 _core_lock = threading.Lock()
@@ -113,7 +115,13 @@ class OpenVINOClassifier(VersionClassifier):
         self._precision_setting, self.threads = precision, threads
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._requests: ThreadRequests | None = None
-        self._pair: ThreadRequests | None = None  # batch PAIR exactly, when it compiled
+        # The network for exactly one face's batch (one_face_batch), when it compiled.
+        self._one_face: ThreadRequests | None = None
+
+    @property
+    def one_face_batch(self) -> int:
+        """The batch one face makes: with its mirror under flip TTA, alone without."""
+        return PAIR if self.flip_tta else 1
 
     def _open(self) -> None:
         signature = self.contract.signature
@@ -121,33 +129,39 @@ class OpenVINOClassifier(VersionClassifier):
             raise ValueError(f"signature {signature!r}: OpenVINO converts only {SIGNATURE}")
         self.precision = resolve_precision(self._precision_setting)
         config = cpu_config(self.precision, self.threads)
-        if self.cache_dir is not None:
-            # OpenVINO's own cache of compiled models, keyed by model and options.
-            config["CACHE_DIR"] = str(self.cache_dir / "compiled")
-        model = read_version(self.folder, self.cache_dir)
+        key = _key(self.folder) if self.cache_dir is not None else ""
+        compiled = self.cache_dir / "compiled" / key if self.cache_dir is not None else None
+        if compiled is not None:
+            # OpenVINO's own cache of compiled models (keyed by model and options), in
+            # this version's folder.
+            config["CACHE_DIR"] = str(compiled)
+        model = read_version(self.folder, self.cache_dir, key)
         with compile_lock(self.cache_dir):
             self._requests = ThreadRequests(core().compile_model(model, "CPU", config))
-            self._pair = _compile_pair(model, config, self.folder)
-            if self.cache_dir is not None:
-                prune_newest(self.cache_dir / "compiled", KEEP_COMPILED, files=True)
+            self._one_face = _compile_batch(model, config, self.one_face_batch, self.folder)
+            if compiled is not None:
+                _touch(compiled)  # a cache hit writes nothing: mark the version used
+                prune_newest(compiled.parent, KEEP_COMPILED, stray_blobs=True)
 
     def _call(self, x: np.ndarray) -> np.ndarray:
         assert self._requests is not None, "called before load"
-        pair = self._pair is not None and len(x) == PAIR
-        req = (self._pair if pair else self._requests).get()  # type: ignore[union-attr]
+        one = self._one_face is not None and len(x) == self.one_face_batch
+        req = (self._one_face if one else self._requests).get()  # type: ignore[union-attr]
         req.infer([x])
         # Copy: the output tensor's memory is reused by this request's next call.
         return np.array(req.get_output_tensor(0).data, np.float32)
 
 
-def _compile_pair(model: Any, config: dict[str, Any], folder: Path) -> ThreadRequests | None:
-    """The version compiled for a batch of exactly PAIR, or None where it does not compile
-    (the any-batch network then serves every call, as before)."""
+def _compile_batch(
+    model: Any, config: dict[str, Any], batch: int, folder: Path
+) -> ThreadRequests | None:
+    """The version compiled for a batch of exactly ``batch``, or None where it does not
+    compile (the any-batch network then serves every call)."""
     try:
-        pair = model.clone()
-        shape = pair.inputs[0].get_partial_shape()
-        pair.reshape({pair.inputs[0]: [PAIR, *(d.get_length() for d in list(shape)[1:])]})
-        return ThreadRequests(core().compile_model(pair, "CPU", config))
+        fixed = model.clone()
+        shape = fixed.inputs[0].get_partial_shape()
+        fixed.reshape({fixed.inputs[0]: [batch, *(d.get_length() for d in list(shape)[1:])]})
+        return ThreadRequests(core().compile_model(fixed, "CPU", config))
     except Exception as e:  # noqa: BLE001 - an optimisation only: never refuse a version for it
         log.warning(
             "no network for one face; the any-batch one serves it",
@@ -180,7 +194,7 @@ def compile_lock(cache_dir: Path | None):
         yield
 
 
-def read_version(folder: Path, cache_dir: Path | None) -> Any:
+def read_version(folder: Path, cache_dir: Path | None, key: str = "") -> Any:
     """The version as an OpenVINO model: read from the cache, or converted and cached.
 
     Converting the SavedModel took 0.6-4 s for version 6 on this CPU, reading the converted
@@ -190,11 +204,13 @@ def read_version(folder: Path, cache_dir: Path | None) -> Any:
     """
     if cache_dir is None:
         return convert(folder)
-    entry = cache_dir / "converted" / _key(folder)
+    entry = cache_dir / "converted" / (key or _key(folder))
     xml = entry / "model.xml"
     if xml.is_file():
         try:
-            return core().read_model(str(xml))
+            model = core().read_model(str(xml))
+            _touch(entry)  # kept by the prune as recently used, not as recently written
+            return model
         except Exception as e:  # noqa: BLE001 - a bad entry only costs a conversion
             log.warning(
                 "model cache entry unreadable", extra={"entry": str(entry), "error": str(e)}
@@ -202,6 +218,13 @@ def read_version(folder: Path, cache_dir: Path | None) -> Any:
             shutil.rmtree(entry, ignore_errors=True)  # written again below
     model = convert(folder)
     _store(model, entry)
+    if xml.is_file():
+        # Compiled from what every later start reads: OpenVINO keys its compiled cache by
+        # the graph, and the converter's graph keys differently from the same graph read
+        # back, so the first start's networks were never found again (two more compiles,
+        # two more blobs, per version).
+        with contextlib.suppress(Exception):
+            return core().read_model(str(xml))
     return model
 
 
@@ -265,21 +288,26 @@ def _store(model: Any, entry: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def prune_newest(folder: Path, keep: int, files: bool = False) -> None:
-    """Remove all but the ``keep`` newest entries of a cache folder: its subfolders (or,
-    with ``files``, its files), newest by modification time. A worker still reading a
-    removed file keeps its open copy; the next start recompiles or converts."""
+def _touch(folder: Path) -> None:
     try:
-        entries = [
-            p
-            for p in folder.iterdir()
-            if not p.name.startswith(".") and (p.is_file() if files else p.is_dir())
-        ]
+        os.utime(folder)
+    except OSError:  # removed by another worker's prune meanwhile: recompiled next start
+        pass
+
+
+def prune_newest(folder: Path, keep: int, stray_blobs: bool = False) -> None:
+    """Remove all but the ``keep`` newest subfolders of a cache folder, newest by
+    modification time; with ``stray_blobs``, also the compiled blobs lying directly in it
+    (where earlier releases had OpenVINO write them). Nothing else is touched. A worker
+    still reading a removed file keeps its open copy; the next start recompiles or
+    converts."""
+    try:
+        entries = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir()]
         entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        strays = list(folder.glob("*.blob")) if stray_blobs else []
     except OSError:  # no cache folder yet, or an entry removed by another worker meanwhile
         return
     for old in entries[keep:]:
-        if files:
-            old.unlink(missing_ok=True)
-        else:
-            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    for blob in strays:
+        blob.unlink(missing_ok=True)

@@ -109,6 +109,19 @@ def test_a_converted_version_is_cached_and_read_back(tiny_model, faces, tmp_path
     assert len(list((cache / "converted").iterdir())) == 2
 
 
+def test_the_first_start_compiles_what_later_starts_read_back(tiny_model, tmp_path):
+    # OpenVINO keys compiled networks by the graph, and the converter's graph keyed
+    # otherwise than the same graph read back from the cache: the first start's networks
+    # were never found again, and the second start compiled (and stored) its own.
+    cache = tmp_path / "cache"
+    first = make_classifier(tiny_model, "openvino", "f32", threads=1, cache_dir=cache)
+    assert first.ready, first.error
+    blobs = _blobs(cache / "compiled")
+    assert len(blobs) == 2
+    again = make_classifier(tiny_model, "openvino", "f32", threads=1, cache_dir=cache)
+    assert again.ready and _blobs(cache / "compiled") == blobs
+
+
 def test_compiling_into_the_cache_waits_for_another_process(tiny_model, tmp_path):
     # Workers compiling one model into one cache folder at once raced on OpenVINO's blob,
     # and one was left without a model (seen in the api container): compiling waits while
@@ -128,10 +141,10 @@ def test_compiling_into_the_cache_waits_for_another_process(tiny_model, tmp_path
         while not list(cache.glob("converted/*/model.xml")) and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(3)  # compiling the tiny model takes well under a second here
-        assert t.is_alive() and not list(cache.glob("compiled/*.blob"))
+        assert t.is_alive() and not list(cache.glob("compiled/*/*.blob"))
     t.join(60)
     assert loaded and loaded[0].ready, loaded[0].error if loaded else "no model"
-    assert list(cache.glob("compiled/*.blob"))
+    assert list(cache.glob("compiled/*/*.blob"))
 
 
 def test_openvino_pins_no_core(tiny_model, yunet_path):
@@ -248,13 +261,9 @@ def test_converting_a_version_sends_no_telemetry(tiny_model, tmp_path):
     assert not (tmp_path / "intel").exists()  # nothing written to $HOME either
 
 
-def test_one_face_runs_on_the_network_compiled_for_its_pair(tiny_model, faces, monkeypatch):
-    from service import openvino_runtime
-
-    model = make_classifier(tiny_model, "openvino", "f32", threads=1)
-    assert model.ready and model._pair is not None
+def _count_calls(model, monkeypatch, names=("_one_face", "_requests")) -> list[str]:
     calls: list[str] = []
-    for name in ("_pair", "_requests"):
+    for name in names:
         real = getattr(model, name)
 
         class Counting:
@@ -263,14 +272,62 @@ def test_one_face_runs_on_the_network_compiled_for_its_pair(tiny_model, faces, m
                 return real.get()
 
         monkeypatch.setattr(model, name, Counting())
+    return calls
+
+
+def test_one_face_runs_on_the_network_compiled_for_its_pair(tiny_model, faces, monkeypatch):
+    from service import openvino_runtime
+
+    model = make_classifier(tiny_model, "openvino", "f32", threads=1)
+    assert model.ready and model._one_face is not None and model.one_face_batch == 2
+    calls = _count_calls(model, monkeypatch)
     one = model.predict(faces[:1])  # the face and its mirror: batch 2
     many = model.predict(faces[:3])
-    assert calls == ["_pair", "_requests"]
+    assert calls == ["_one_face", "_requests"]
     np.testing.assert_allclose(one, many[:1], atol=1e-5)
     assert openvino_runtime.PAIR == 2
 
 
-def test_a_version_whose_pair_network_fails_serves_from_the_any_batch_one(
+def _static_batches(monkeypatch) -> list[int]:
+    """The batch sizes of the fixed-shape networks compiled from now on."""
+    from service import openvino_runtime
+
+    real, batches = openvino_runtime.core(), []
+
+    class Core:
+        def compile_model(self, model, *args, **kwargs):
+            shape = model.inputs[0].get_partial_shape()
+            if shape.is_static:
+                batches.append(shape[0].get_length())
+            return real.compile_model(model, *args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    monkeypatch.setattr(openvino_runtime, "core", lambda: Core())
+    return batches
+
+
+def test_without_flip_tta_one_face_runs_on_a_network_for_one_and_no_pair_is_compiled(
+    tiny_model, faces, monkeypatch
+):
+    # Without flip TTA a face is a batch of 1: the network for a pair served nothing (it
+    # was compiled anyway, at start-up time and memory), and one face ran on the slower
+    # any-batch network.
+    batches = _static_batches(monkeypatch)
+    model = make_classifier(tiny_model, "openvino", "f32", threads=1, flip_tta=False)
+    assert model.ready, model.error
+    assert batches == [1] and model.one_face_batch == 1
+    calls = _count_calls(model, monkeypatch)
+    one = model.predict(faces[:1])
+    two = model.predict(faces[:2])
+    assert calls == ["_one_face", "_requests"]
+    np.testing.assert_allclose(one, two[:1], atol=1e-5)
+    reference = make_classifier(tiny_model, "tensorflow", flip_tta=False)
+    np.testing.assert_allclose(one, reference.predict(faces[:1]), atol=1e-4)
+
+
+def test_a_version_whose_one_face_network_fails_serves_from_the_any_batch_one(
     tiny_model, faces, monkeypatch, caplog
 ):
     from service import openvino_runtime
@@ -287,26 +344,80 @@ def test_a_version_whose_pair_network_fails_serves_from_the_any_batch_one(
 
     monkeypatch.setattr(openvino_runtime, "core", lambda: Core())
     model = make_classifier(tiny_model, "openvino", "f32", threads=1)
-    assert model.ready and model._pair is None, model.error
+    assert model.ready and model._one_face is None, model.error
     assert "no network for one face" in caplog.text
     reference = make_classifier(tiny_model, "tensorflow")
     np.testing.assert_allclose(model.predict(faces[:1]), reference.predict(faces[:1]), atol=1e-4)
 
 
-def test_the_compiled_cache_keeps_only_the_newest_networks(tiny_model, tmp_path):
+def _blobs(compiled: Path) -> dict[str, int]:
+    return {str(p.relative_to(compiled)): p.stat().st_mtime_ns for p in compiled.rglob("*.blob")}
+
+
+def test_the_compiled_cache_keeps_the_versions_last_used_not_last_written(tiny_model, tmp_path):
+    # The prune went by the blobs' write time, and a cache hit writes nothing: the live
+    # version's networks, compiled first and read back at every start since, were the
+    # first removed once other versions had compiled, and the next start compiled again.
     from service.openvino_runtime import KEEP_COMPILED
 
     cache = tmp_path / "cache"
     compiled = cache / "compiled"
+
+    def load(folder: Path, threads: int):
+        # Another thread count: other networks, also for the same model's blob names.
+        model = make_classifier(folder, "openvino", "f32", threads=threads, cache_dir=cache)
+        assert model.ready, model.error
+
+    others = []
+    for i in range(KEEP_COMPILED):
+        other = copy_tree(tiny_model, tmp_path / f"v{i}")
+        (other / "labels.json").touch()  # another version's files
+        others.append(other)
+    load(tiny_model, 1)
+    for i, other in enumerate(others[:-1]):
+        load(other, i + 2)
+    time.sleep(0.05)  # file times are not always finer than a few milliseconds
+    load(tiny_model, 1)  # the live version starts again: read back, nothing written
+    load(others[-1], KEEP_COMPILED + 1)
+    before = _blobs(compiled)
+    load(tiny_model, 1)
+    assert _blobs(compiled) == before  # read back again, not compiled again
+    folders = [p for p in compiled.iterdir() if p.is_dir()]
+    assert len(folders) == KEEP_COMPILED  # the one used longest ago is gone
+
+
+def test_the_compiled_cache_removes_stray_blobs_and_nothing_else(tiny_model, tmp_path):
+    cache = tmp_path / "cache"
+    compiled = cache / "compiled"
     compiled.mkdir(parents=True)
-    for i in range(12):  # stale blobs of versions long gone
-        blob = compiled / f"old{i}.blob"
-        blob.write_bytes(b"x")
-        os.utime(blob, (1_000_000 + i, 1_000_000 + i))
+    (compiled / "123.blob").write_bytes(b"x")  # where earlier releases compiled into
+    (compiled / "README").write_text("an operator's note")
     model = make_classifier(tiny_model, "openvino", "f32", threads=1, cache_dir=cache)
     assert model.ready, model.error
-    left = sorted(p.name for p in compiled.iterdir() if p.is_file())
-    assert len(left) == KEEP_COMPILED
-    new = [n for n in left if not n.startswith("old")]
-    assert len(new) == 2  # this version's two networks: any batch, and the pair
-    assert set(left) - set(new) == {f"old{i}.blob" for i in range(12 - KEEP_COMPILED + 2, 12)}
+    assert sorted(p.name for p in compiled.iterdir() if p.is_file()) == ["README"]
+    (version,) = [p for p in compiled.iterdir() if p.is_dir()]
+    assert len(list(version.glob("*.blob"))) == 2  # any batch, and the pair
+
+
+def test_the_converted_cache_keeps_the_versions_last_used(tiny_model, tmp_path):
+    from service.openvino_runtime import KEEP_CACHED
+
+    cache, converted = tmp_path / "cache", tmp_path / "cache" / "converted"
+    others = []
+    for i in range(KEEP_CACHED):
+        other = copy_tree(tiny_model, tmp_path / f"v{i}")
+        (other / "labels.json").touch()  # another version's files: another entry
+        others.append(other)
+
+    def load(folder):
+        assert make_classifier(folder, "openvino", "f32", threads=1, cache_dir=cache).ready
+
+    load(tiny_model)
+    (live,) = [p.name for p in converted.iterdir()]
+    for other in others[:-1]:
+        load(other)
+    time.sleep(0.05)  # file times are not always finer than a few milliseconds
+    load(tiny_model)  # read back, so used: it stays
+    load(others[-1])
+    left = {p.name for p in converted.iterdir()}
+    assert live in left and len(left) == KEEP_CACHED
