@@ -17,7 +17,12 @@ Speed: the same JPEG bytes, decoded and analysed by each: fer's `detect_emotions
 detection, then classification) on the image decoded by OpenCV, ours the service's own
 Analyzer (decode, YuNet detection, crop, classify) as bench.pipeline runs it. The crops
 set is classified without detection by both. Back-to-back calls from one thread, the two
-libraries alternating set by set, so only the ratio means much on a busy machine.
+libraries alternating set by set, so only the ratio means much on a busy machine. Then
+ours served: gunicorn with the service's settings (FER_* variables, else its defaults: 2
+workers) on 127.0.0.1, the same bytes POSTed to /predict by --clients client threads over
+keep-alive HTTP, as an app calls it (HTTP, JSON and all): the service's throughput on
+this machine's cores against fer's in one process, which uses every core in its
+detector. --clients 0 skips it.
 
 deepface is not compared: its emotion weights are downloaded on first use.
 """
@@ -25,6 +30,8 @@ deepface is not compared: its emotion weights are downloaded on first use.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,8 +39,9 @@ import cv2
 import numpy as np
 
 from bench.images import SETS, SHARED
+from bench.loadgen import Load
 from bench.pipeline import make_analyzer, measure
-from bench.server import ROOT
+from bench.server import ROOT, serve
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 OFFSET = 10  # fer's default (x, y) margin around a face box
@@ -117,25 +125,83 @@ def compare_accuracy(data: Path, model_dir: Path) -> None:
             )
 
 
-def compare_speed(model_dir: Path, sets: list[str], seconds: float, threads: int = 0) -> None:
+@contextlib.contextmanager
+def served(model_dir: Path, clients: int):
+    """The service on 127.0.0.1 with its own settings, every worker warm: yields a function
+    from (bodies, path, seconds) to requests/s from ``clients`` threads, or None for 0."""
+    if clients <= 0:
+        yield None
+        return
+    from service.config import Settings
+
+    settings = Settings.from_env()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        serve(
+            Path(tmp),
+            model_dir=model_dir,
+            workers=settings.workers,
+            threads=settings.threads,
+            FER_RELOAD_SECONDS="0",  # no version checks while measuring
+        ) as (url, _, _),
+    ):
+
+        def rate(bodies: list[bytes], path: str, seconds: float) -> float:
+            Load(url, bodies, concurrency=clients, duration=1, path=path).run()  # warm-up
+            t0 = time.perf_counter()
+            calls = Load(url, bodies, concurrency=clients, duration=seconds, path=path).run()
+            elapsed = time.perf_counter() - t0
+            failed = [c.status for c in calls if not c.ok]
+            if failed:
+                raise SystemExit(f"served: {len(failed)} of {len(calls)} failed: {failed[:5]}")
+            return len(calls) / elapsed
+
+        kind = (
+            f"gthread, {settings.threads} threads each"  # gunicorn_conf: threads only there
+            if settings.worker_class == "gthread"
+            else "sync"
+        )
+        print(
+            f"\nserved: {settings.workers} workers ({kind}), {clients} clients over HTTP",
+            flush=True,
+        )
+        yield rate
+
+
+def compare_speed(
+    model_dir: Path, sets: list[str], seconds: float, threads: int = 0, clients: int = 4
+) -> None:
     analyzer = make_analyzer(model_dir, threads=threads)
     lib = FerLibrary(True)
-    print(f"\n{'set':8} {'library':8} {'images/s':>9} {'faces/image':>11} {'ours/fer':>8}")
-    for name in sets:
-        bodies = SETS[name]()
-        detect = name != "crops"
-        for body in bodies[:3]:
-            lib.analyze(body, detect)
-        n, faces, t0 = 0, 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            faces += lib.analyze(bodies[n % len(bodies)], detect)
-            n += 1
-        fer_rate = n / (time.perf_counter() - t0)
-        r = measure(analyzer, bodies, detect=detect, seconds=seconds)
-        print(f"{name:8} {'fer':8} {fer_rate:>9.2f} {faces / n:>11.2f}")
+    with served(model_dir, clients) as served_rate:
+        print(f"\n{'set':8} {'library':13} {'images/s':>9} {'faces/image':>11} {'ours/fer':>8}")
+        for name in sets:
+            _compare_set(name, lib, analyzer, served_rate, seconds)
+
+
+def _compare_set(name: str, lib: FerLibrary, analyzer, served_rate, seconds: float) -> None:
+    """One image set: fer, ours in process, then ours served (when it is)."""
+    bodies = SETS[name]()
+    detect = name != "crops"
+    for body in bodies[:3]:
+        lib.analyze(body, detect)
+    n, faces, t0 = 0, 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        faces += lib.analyze(bodies[n % len(bodies)], detect)
+        n += 1
+    fer_rate = n / (time.perf_counter() - t0)
+    r = measure(analyzer, bodies, detect=detect, seconds=seconds)
+    print(f"{name:8} {'fer':13} {fer_rate:>9.2f} {faces / n:>11.2f}")
+    print(
+        f"{name:8} {'ours':13} {r['images_per_s']:>9.2f} {r['faces_per_image']:>11.2f} "
+        f"{r['images_per_s'] / fer_rate:>8.2f}",
+        flush=True,
+    )
+    if served_rate is not None:
+        path = "/predict" if detect else "/predict?detect=false"
+        rate = served_rate(bodies, path, seconds)
         print(
-            f"{name:8} {'ours':8} {r['images_per_s']:>9.2f} {r['faces_per_image']:>11.2f} "
-            f"{r['images_per_s'] / fer_rate:>8.2f}",
+            f"{name:8} {'ours, served':13} {rate:>9.2f} {'':>11} {rate / fer_rate:>8.2f}",
             flush=True,
         )
 
@@ -159,6 +225,12 @@ def main() -> None:
         help="OpenVINO threads for ours (0: one worker's share, as served; fer's OpenCV "
         "uses every core)",
     )
+    p.add_argument(
+        "--clients",
+        type=int,
+        default=4,
+        help="client threads for ours served over HTTP (0: not served)",
+    )
     args = p.parse_args()
     try:
         import fer  # noqa: F401
@@ -171,7 +243,7 @@ def main() -> None:
     if args.skip != "accuracy":
         compare_accuracy(args.shared / "data" / "fer2013", model_dir)
     if args.skip != "speed":
-        compare_speed(model_dir, args.sets.split(","), args.seconds, args.threads)
+        compare_speed(model_dir, args.sets.split(","), args.seconds, args.threads, args.clients)
 
 
 if __name__ == "__main__":
