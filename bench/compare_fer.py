@@ -171,7 +171,10 @@ def served(model_dir: Path, clients: int):
 def compare_speed(
     model_dir: Path, sets: list[str], seconds: float, threads: int = 0, clients: int = 4
 ) -> None:
-    analyzer = make_analyzer(model_dir, threads=threads)
+    from service.config import Settings
+
+    # Flip TTA as the served service has it (FER_FLIP_TTA), so both rows of ours do the same.
+    analyzer = make_analyzer(model_dir, flip_tta=Settings.from_env().flip_tta, threads=threads)
     lib = FerLibrary(True)
     with served(model_dir, clients) as served_rate:
         print(f"\n{'set':8} {'library':13} {'images/s':>9} {'faces/image':>11} {'ours/fer':>8}")
@@ -222,8 +225,8 @@ def main() -> None:
         "--threads",
         type=int,
         default=0,
-        help="OpenVINO threads for ours (0: one worker's share, as served; fer's OpenCV "
-        "uses every core)",
+        help="OpenVINO threads for ours in process (0: one worker's share, as served; "
+        "fer's OpenCV uses every core); the served rows follow FER_INFERENCE_THREADS",
     )
     p.add_argument(
         "--clients",

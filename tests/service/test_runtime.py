@@ -350,6 +350,14 @@ def test_a_version_whose_one_face_network_fails_serves_from_the_any_batch_one(
     np.testing.assert_allclose(model.predict(faces[:1]), reference.predict(faces[:1]), atol=1e-4)
 
 
+def _backdate(folder: Path) -> None:
+    """Its subfolders an hour and more in the past, oldest first, in their present order."""
+    now = time.time()
+    entries = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for age, p in enumerate(reversed(entries), start=1):
+        os.utime(p, (now - 3600 - age * 10, now - 3600 - age * 10))
+
+
 def _blobs(compiled: Path) -> dict[str, int]:
     return {str(p.relative_to(compiled)): p.stat().st_mtime_ns for p in compiled.rglob("*.blob")}
 
@@ -376,7 +384,7 @@ def test_the_compiled_cache_keeps_the_versions_last_used_not_last_written(tiny_m
     load(tiny_model, 1)
     for i, other in enumerate(others[:-1]):
         load(other, i + 2)
-    time.sleep(0.05)  # file times are not always finer than a few milliseconds
+    _backdate(compiled)  # in the order written, whatever the file system's time grain
     load(tiny_model, 1)  # the live version starts again: read back, nothing written
     load(others[-1], KEEP_COMPILED + 1)
     before = _blobs(compiled)
@@ -416,8 +424,25 @@ def test_the_converted_cache_keeps_the_versions_last_used(tiny_model, tmp_path):
     (live,) = [p.name for p in converted.iterdir()]
     for other in others[:-1]:
         load(other)
-    time.sleep(0.05)  # file times are not always finer than a few milliseconds
+    _backdate(converted)
     load(tiny_model)  # read back, so used: it stays
     load(others[-1])
     left = {p.name for p in converted.iterdir()}
     assert live in left and len(left) == KEEP_CACHED
+
+
+def test_a_cache_entry_a_dead_worker_left_half_written_is_removed(tiny_model, tmp_path):
+    # A worker killed while it wrote an entry (gunicorn's timeout, the OOM killer) left a
+    # whole model in a hidden temporary folder, which nothing ever removed.
+    from service.openvino_runtime import STALE_TMP_SECONDS
+
+    converted = tmp_path / "cache" / "converted"
+    dead, busy = converted / ".0123abcd.999999.tmp", converted / ".4567ef01.999998.tmp"
+    for d in (dead, busy):
+        d.mkdir(parents=True)
+        (d / "model.bin").write_bytes(b"x" * 1000)
+    old = time.time() - STALE_TMP_SECONDS - 60
+    os.utime(dead, (old, old))
+    model = make_classifier(tiny_model, "openvino", "f32", threads=1, cache_dir=tmp_path / "cache")
+    assert model.ready, model.error
+    assert not dead.exists() and busy.is_dir()  # another worker may be writing that one
