@@ -171,10 +171,8 @@ def served(model_dir: Path, clients: int):
 def compare_speed(
     model_dir: Path, sets: list[str], seconds: float, threads: int = 0, clients: int = 4
 ) -> None:
-    from service.config import Settings
-
-    # Flip TTA as the served service has it (FER_FLIP_TTA), so both rows of ours do the same.
-    analyzer = make_analyzer(model_dir, flip_tta=Settings.from_env().flip_tta, threads=threads)
+    # The service's settings (FER_FLIP_TTA among them), so both rows of ours do the same work.
+    analyzer = make_analyzer(model_dir, threads=threads)
     lib = FerLibrary(True)
     with served(model_dir, clients) as served_rate:
         print(f"\n{'set':8} {'library':13} {'images/s':>9} {'faces/image':>11} {'ours/fer':>8}")

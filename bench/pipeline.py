@@ -26,7 +26,7 @@ STAGES = ("decode", "detect", "crop", "classify")
 
 def make_analyzer(
     model_dir: Path = ROOT / "models" / "emotion",
-    flip_tta: bool = True,
+    flip_tta: bool | None = None,
     decode_max_side=None,
     runtime: str | None = None,
     threads: int = 0,
@@ -40,7 +40,7 @@ def make_analyzer(
     settings = Settings.from_env()
     overrides = {
         "model_dir": Path(model_dir),
-        "flip_tta": flip_tta,
+        "flip_tta": settings.flip_tta if flip_tta is None else flip_tta,
         "runtime": runtime or settings.runtime,
         "inference_threads": threads or settings.inference_threads,
         "detector": detector or settings.detector,

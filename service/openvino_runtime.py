@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import math
 import os
 import shutil
 import sys
@@ -299,6 +300,13 @@ def _touch(folder: Path) -> None:
         pass
 
 
+def _mtime(path: Path, missing: float) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed or renamed by another worker since it was listed
+        return missing
+
+
 def prune_newest(folder: Path, keep: int, stray_blobs: bool = False) -> None:
     """Remove all but the ``keep`` newest subfolders of a cache folder, newest by
     modification time; with ``stray_blobs``, also the compiled blobs lying directly in it
@@ -307,13 +315,15 @@ def prune_newest(folder: Path, keep: int, stray_blobs: bool = False) -> None:
     copy; the next start recompiles or converts."""
     try:
         entries = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir()]
-        entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        # An entry another worker removes meanwhile sorts as the oldest (already gone).
+        entries.sort(key=lambda p: _mtime(p, 0.0), reverse=True)
         strays = list(folder.glob("*.blob")) if stray_blobs else []
         # Entries half written by a worker killed meanwhile (gunicorn's timeout, the OOM
-        # killer): a whole model each, never renamed into place, never read.
+        # killer): a whole model each, never renamed into place, never read. One that a
+        # live worker renames into place between the listing and its stat is not stale.
         stale = time.time() - STALE_TMP_SECONDS
-        strays += [p for p in folder.glob(".*.tmp") if p.stat().st_mtime < stale]
-    except OSError:  # no cache folder yet, or an entry removed by another worker meanwhile
+        strays += [p for p in folder.glob(".*.tmp") if _mtime(p, math.inf) < stale]
+    except OSError:  # no cache folder yet
         return
     for old in entries[keep:]:
         shutil.rmtree(old, ignore_errors=True)
