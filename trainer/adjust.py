@@ -44,6 +44,10 @@ class Search:
     bound: float = 2.0  # offsets are searched in [-bound, bound] (--range) ...
     step: float = 0.1  # ... on a grid of this step, which includes 0
     rounds: int = 4  # passes of coordinate ascent over the classes
+    # A second validation set (face crops, ``--also``) and its share of the objective:
+    # (1 - also_weight) x the objective on the validation split + also_weight x on it.
+    also: str = ""
+    also_weight: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -51,6 +55,8 @@ class Search:
             (self.bound > 0, "--range must be positive"),
             (0 < self.step <= self.bound, "--step must be positive and at most --range"),
             (self.rounds >= 1, "--rounds must be at least 1"),
+            (0 <= self.also_weight < 1, "--also-weight must be in [0, 1)"),
+            (bool(self.also) or self.also_weight == 0, "--also-weight needs --also CROPS.npz"),
         ]
         for ok, message in checks:
             if not ok:
@@ -62,7 +68,8 @@ class Search:
         return np.round(self.step * np.arange(-k, k + 1), 6)
 
     def to_json(self) -> dict[str, Any]:
-        return {"range": self.bound, "step": self.step, "rounds": self.rounds}
+        also = {"also": self.also, "also_weight": self.also_weight} if self.also else {}
+        return {"range": self.bound, "step": self.step, "rounds": self.rounds, **also}
 
 
 def read_source(folder: Path) -> ModelContract:
@@ -149,9 +156,10 @@ def _score(pred: np.ndarray, labels: np.ndarray, objective: str, k: int) -> np.n
     return np.where(both > 0, 2 * hits / np.maximum(both, 1), 0.0).mean(axis=1)
 
 
-def search_offsets(passes: Passes, search: Search) -> np.ndarray:
-    """Per-class offsets maximising the objective: coordinate ascent over the grid from 0,
-    ties going to the smaller |offset|, so an offset that helps nothing stays 0."""
+def search_offsets(passes: Passes, search: Search, also: Passes | None = None) -> np.ndarray:
+    """Per-class offsets maximising the objective (on ``passes``, and on ``also`` at its
+    share ``search.also_weight``): coordinate ascent over the grid from 0, ties going to
+    the smaller |offset|, so an offset that helps nothing stays 0."""
     grid = search.grid
     by_size = grid[np.argsort(np.abs(grid), kind="stable")]
     offsets = np.zeros(passes.plain.shape[1])
@@ -161,22 +169,26 @@ def search_offsets(passes: Passes, search: Search) -> np.ndarray:
             candidates = np.repeat(offsets[None], len(by_size), axis=0)
             candidates[:, c] = by_size
             # The current value is on the grid, so the objective never falls.
-            offsets[c] = by_size[np.argmax(scores(passes, candidates, search.objective))]
+            found = scores(passes, candidates, search.objective)
+            if also is not None:
+                w = search.also_weight
+                found = (1 - w) * found + w * scores(also, candidates, search.objective)
+            offsets[c] = by_size[np.argmax(found)]
         if np.array_equal(offsets, before):
             break
     return offsets
 
 
-def held_out_gain(passes: Passes, search: Search) -> dict[str, Any]:
-    """The objective's gain on data the offsets were not tuned on: random halves, tuned on
-    one and measured on the other, both ways."""
+def held_out_gain(passes: Passes, search: Search, also: Passes | None = None) -> dict[str, Any]:
+    """The objective's gain on validation images the offsets were not tuned on: random
+    halves, tuned on one (and ``also``) and measured on the other, both ways."""
     rng = np.random.default_rng(HELD_OUT_SEED)
     n, gains = len(passes.labels), []
     for _ in range(HELD_OUT_SPLITS):
         order = rng.permutation(n)
         halves = order[: n // 2], order[n // 2 :]
         for tune_on, measure_on in (halves, halves[::-1]):
-            offsets = search_offsets(passes.subset(tune_on), search)
+            offsets = search_offsets(passes.subset(tune_on), search, also)
             before, after = scores(
                 passes.subset(measure_on), np.stack([0 * offsets, offsets]), search.objective
             )
@@ -196,6 +208,7 @@ class Tuning:
     before: dict  # evaluate.metrics of the flip-TTA output without offsets
     after: dict  # ... and with them
     held_out: dict  # held_out_gain's
+    also: dict | None = None  # on the --also crops: {"before": metrics, "after": metrics}
 
     def describe(self, folder: Path, source: ModelContract, search: Search) -> dict[str, Any]:
         """The ``adjustment`` block of the adjusted version's metadata."""
@@ -208,7 +221,7 @@ class Tuning:
             },
             "offsets": {c: float(b) for c, b in zip(source.labels, self.offsets, strict=True)},
             "objective": search.objective,
-            "tuned_on": TUNED_ON,
+            "tuned_on": TUNED_ON + (f"; and {search.also}" if search.also else ""),
             "search": search.to_json(),
             "validation": {
                 "images": self.before["images"],
@@ -216,19 +229,64 @@ class Tuning:
                 **{f"{k}_after": self.after[k] for k in ("accuracy", "macro_f1")},
             },
             "held_out_gain": self.held_out,
+            **({"also": _also_block(search, self.also)} if self.also else {}),
         }
 
 
+def _also_block(search: Search, also: dict) -> dict[str, Any]:
+    def headline(m: dict) -> dict:
+        recall = float(np.mean([c["recall"] for c in m["per_class"].values()]))
+        return {"accuracy": m["accuracy"], "macro_recall": round(recall, 4)}
+
+    return {
+        "crops": search.also,
+        "weight": search.also_weight,
+        "images": also["before"]["images"],
+        "before": headline(also["before"]),
+        "after": headline(also["after"]),
+    }
+
+
+def read_crops(path: Path, labels: list[str], size: int) -> Split:
+    """Face crops saved by ``python -m bench.cross_dataset --crops``: the model's input as
+    the service cut it (uint8 [N, size, size, 3]) and their labels."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            images, y, classes = f["images"], f["labels"], [str(c) for c in f["classes"]]
+    except (OSError, KeyError, ValueError) as e:
+        raise TrainerError(f"--also {path}: not a crops file of bench.cross_dataset ({e})") from e
+    if classes != list(labels):
+        raise TrainerError(f"--also {path}: its classes {classes} are not the model's {labels}")
+    if images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
+        raise TrainerError(
+            f"--also {path}: crops of shape {images.shape[1:]} {images.dtype}, the model "
+            f"takes ({size}, {size}, 3) uint8: save them again with this model"
+        )
+    targets = np.eye(len(labels), dtype=np.float32)[y]
+    return Split(images, y.astype(np.int32), targets, [])
+
+
 def tune(source: Exported, val: Split, search: Search) -> Tuning:
-    """Offsets for ``source`` tuned on the validation split ``val`` (and only on it)."""
+    """Offsets for ``source`` tuned on the validation split ``val`` (and, with
+    ``search.also``, on those crops too; never on a test split)."""
     if len(val) < 4:
         raise TrainerError(f"{len(val)} validation images: too few to tune offsets on")
-    passes = Passes.of(source, val)
-    offsets = search_offsets(passes, search)
     labels = list(source.contract.labels)
+    passes = Passes.of(source, val)
+    also = None
+    if search.also:
+        crops = read_crops(Path(search.also), labels, source.contract.input_size)
+        also = Passes.of(source, crops)
+    offsets = search_offsets(passes, search, also)
     return Tuning(
         offsets,
         metrics(passes.labels, passes.tta(0 * offsets), labels),
         metrics(passes.labels, passes.tta(offsets), labels),
-        held_out_gain(passes, search),
+        held_out_gain(passes, search, also),
+        None
+        if also is None
+        else {
+            "before": metrics(also.labels, also.tta(0 * offsets), labels),
+            "after": metrics(also.labels, also.tta(offsets), labels),
+        },
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from trainer.candidate import is_candidate, read_candidate
 from trainer.contract import ModelContract
 from trainer.errors import TrainerError
 
@@ -87,7 +88,8 @@ def save_best(run_dir: Path, model: keras.Model) -> None:
 
 
 def init_from_export(model: keras.Model, model_dir: Path, classes: list[str]) -> int:
-    """Load an exported version's weights into ``model``; return how many were set.
+    """Load an exported version's (or a candidate's) weights into ``model``; return how
+    many were set.
 
     The SavedModel keeps each Keras variable under its layer path, so the weights match by
     name; anything that does not line up (other labels, input size or width) is an error
@@ -100,7 +102,11 @@ def init_from_export(model: keras.Model, model_dir: Path, classes: list[str]) ->
         raise TrainerError(
             f"--init-from {model_dir}: its labels {labels} differ from the data's {classes}"
         )
-    saved = {v.name.removesuffix(":0"): v for v in tf.saved_model.load(str(model_dir)).variables}
+    if is_candidate(model_dir):  # models/candidates/<name>: float16 weights, no SavedModel
+        saved = read_candidate(model_dir)
+    else:
+        loaded = tf.saved_model.load(str(model_dir)).variables
+        saved = {v.name.removesuffix(":0"): v.numpy() for v in loaded}
     missing = [w.path for w in model.weights if w.path not in saved]
     wrong = [
         w.path
@@ -113,5 +119,5 @@ def init_from_export(model: keras.Model, model_dir: Path, classes: list[str]) ->
             f"{len(wrong)} of another shape, e.g. {(missing + wrong)[0]})"
         )
     for w in model.weights:
-        w.assign(saved[w.path].numpy())
+        w.assign(saved[w.path])
     return len(model.weights)

@@ -1,4 +1,4 @@
-"""``python -m trainer {eda,train,distill,evaluate,ensemble,adjust}``: arguments and error
+"""``python -m trainer {eda,train,distill,evaluate,ensemble,adjust,candidate}``: arguments and error
 reporting."""
 
 from __future__ import annotations
@@ -110,6 +110,14 @@ def _training_options(p: argparse.ArgumentParser) -> None:
         choices=["constant", "cosine", "plateau"],
     )
     _opt(p, "--early-stopping", "early_stopping", "stage 2 patience on val loss, 0 = off")
+    _opt(
+        p,
+        "--keep",
+        "keep",
+        "which weights to export: best (lowest val loss against the labels) or last (the "
+        "last epoch's); a resumed run may change it; best if unset",
+        choices=["best", "last"],
+    )
     _opt(p, "--label-smoothing", "label_smoothing", "label smoothing")
     _opt(p, "--distribute", "distribute", "data parallel training", choices=["none", "mirrored"])
     _opt(
@@ -150,10 +158,14 @@ def _distill_parser(sub) -> None:
         sub, "distill", "train a student on a teacher version's probabilities mixed with the labels"
     )
     _training_options(p)
-    teacher = "models/<name>/<v>"
-    _opt(p, "--teacher", "teacher", "exported version to learn from", type=str, metavar=teacher)
-    share = "teacher's share of the train target; 0.5 if unset"
-    _opt(p, "--teacher-weight", "teacher_weight", share, metavar="W")
+    teacher = "models/<name>/<v> | MODEL.onnx"
+    what = (
+        "a teacher to learn from, repeatable: an exported version, or an ONNX expression "
+        "model run on faces aligned on YuNet's landmarks (trainer/face_teacher.py)"
+    )
+    _opt(p, "--teacher", "teacher", what, type=str, metavar=teacher, action="append")
+    share = "each teacher's share of the train target, in --teacher order; 0.5 if one is unset"
+    _opt(p, "--teacher-weight", "teacher_weight", share, metavar="W", type=float, action="append")
     soft = "soften the teacher: p**(1/T) renormalised; 1 if unset"
     _opt(p, "--temperature", "temperature", soft, metavar="T")
     _flag(p, "teacher-tta", "teacher_tta", "average the teacher with the mirror image; on if unset")
@@ -170,6 +182,13 @@ def _distill_parser(sub) -> None:
         "augmented if unset"
     )
     _opt(p, "--teacher-view", "teacher_view", views, choices=TEACHER_VIEWS)
+    yunet = "an ONNX teacher's face detector; unset: the YuNet file beside the teacher"
+    _opt(p, "--yunet", "yunet", yunet, metavar="PATH")
+    cache = (
+        "folder where an ONNX teacher's outputs are cached by image, kept between runs "
+        "(and in git: data/teacher-cache); unset: the run folder"
+    )
+    _opt(p, "--teacher-cache", "teacher_cache", cache, metavar="DIR")
 
 
 def _eval_parser(sub) -> None:
@@ -223,6 +242,31 @@ def _adjust_parser(sub) -> None:
     )
     p.add_argument("--step", type=float, default=0.1, help="grid step of the offsets")
     p.add_argument("--rounds", type=int, default=4, help="coordinate-ascent rounds")
+    p.add_argument(
+        "--also",
+        default="",
+        metavar="CROPS.npz",
+        help="a second validation set the offsets are chosen on too: face crops saved by "
+        "python -m bench.cross_dataset --crops (tw-posed, faces FER2013 never showed)",
+    )
+    p.add_argument(
+        "--also-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="--also's share of the objective; the validation split gets 1 - W",
+    )
+
+
+def _candidate_parser(sub) -> None:
+    p = _command(
+        sub,
+        "candidate",
+        "keep a trained version a later session will go on from: its weights in float16 "
+        "(--init-from takes the folder)",
+    )
+    p.add_argument("model_dir", type=Path, help="models/<name>/<version>, a trained version")
+    p.add_argument("--out", type=Path, required=True, help="models/candidates/<name>")
 
 
 def _eda_parser(sub) -> None:
@@ -242,6 +286,7 @@ def parser() -> argparse.ArgumentParser:
     _eval_parser(sub)
     _ensemble_parser(sub)
     _adjust_parser(sub)
+    _candidate_parser(sub)
     return p
 
 
@@ -263,6 +308,10 @@ def _train(args) -> None:
     _split_cpu(args.logical_cpus)
     if args.resume:
         _check_resume(args)
+        if args.keep is not None:
+            from trainer.run_folder import change_keep
+
+            change_keep(args.resume, args.keep)
         train_and_export(None, args.resume, args.models_dir, args.version)
         return
     if not args.data:
@@ -303,9 +352,11 @@ def _check_resume(args) -> None:
     if args.recipe is not None and args.recipe != cfg.recipe:
         changed.append(f"--recipe {args.recipe} (the run's: {cfg.recipe})")
     for field, flag in FLAGS.items():
+        if field in RESUME_MAY_CHANGE:
+            continue
         given, saved = getattr(args, field, None), getattr(cfg, field)
         if given is not None and not _same(field, given, saved):
-            theirs = _spelled(flag, saved) if isinstance(saved, bool) else saved
+            theirs = _spelled(flag, saved) if isinstance(saved, bool | tuple) else saved
             changed.append(f"{_spelled(flag, given)} (the run's: {theirs})")
     if changed:
         raise TrainerError(
@@ -314,12 +365,27 @@ def _check_resume(args) -> None:
         )
 
 
-PATHS = {"data", "labels", "init_from", "teacher", "base_weights"}  # fields naming files
+# What a resumed run may change: it decides which weights are exported, not what is trained.
+RESUME_MAY_CHANGE = {"keep"}
+PATHS = {
+    "data",
+    "labels",
+    "init_from",
+    "teacher",
+    "base_weights",
+    "yunet",
+    "teacher_cache",
+}  # fields naming files
 
 
 def _same(field: str, given, saved) -> bool:
     # A path is the same file however it is spelled (relative, with ./, absolute), from
     # the folder the run is resumed in.
+    if isinstance(saved, tuple):  # the teachers and their weights, one by one
+        given = tuple(given)
+        return len(given) == len(saved) and all(
+            _same(field, g, s) for g, s in zip(given, saved, strict=True)
+        )
     if given == saved:
         return True
     paths = field in PATHS and isinstance(saved, str) and saved not in ("imagenet", "none")
@@ -330,6 +396,8 @@ def _spelled(flag: str, value) -> str:
     """How an option with ``value`` is written: a yes/no flag as --x or --no-x."""
     if isinstance(value, bool):
         return flag if value else f"--no-{flag.removeprefix('--')}"
+    if isinstance(value, list | tuple):
+        return " ".join(f"{flag} {v}" for v in value) or f"no {flag}"
     return f"{flag} {value}"
 
 
@@ -363,8 +431,16 @@ def _adjust(args) -> None:
     from trainer.adjust import Search
     from trainer.workflow import adjust_and_export
 
-    search = Search(args.objective, args.bound, args.step, args.rounds)
+    search = Search(args.objective, args.bound, args.step, args.rounds, args.also, args.also_weight)
     adjust_and_export(args.model_dir, args.models_dir, search, args.version)
+
+
+def _candidate(args) -> None:
+    from trainer.candidate import save_candidate
+
+    out = save_candidate(args.model_dir, args.out)
+    size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    print(f"wrote {out} ({size:.1f} MB): --init-from {out} goes on from it")
 
 
 def _eda(args) -> None:
@@ -381,6 +457,7 @@ COMMANDS = {
     "evaluate": _evaluate,
     "ensemble": _ensemble,
     "adjust": _adjust,
+    "candidate": _candidate,
 }
 
 

@@ -11,6 +11,7 @@ from trainer.errors import TrainerError
 
 TEACHER_MODES = ("cached", "online")  # how distill runs its teacher (trainer/distill.py)
 TEACHER_VIEWS = ("augmented", "framed")  # what an online teacher is shown (trainer/distill.py)
+KEEP = ("best", "last")  # which epoch's weights a run exports
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,24 @@ class TrainConfig:
     bn_mode: str = "frozen"  # "frozen": BatchNorm in inference mode; "train": updated
     lr_schedule: str = "constant"  # constant, cosine or plateau
     early_stopping: int = 0  # patience in epochs on val loss; 0 turns it off
+    # Which weights are exported: "best", the epoch of the lowest validation loss (against
+    # the labels); "last", the last epoch's (the end of the cosine cycle). A teacher from
+    # outside the training data moves the student away from the labels on purpose, so the
+    # loss against them is the wrong judge there. It decides nothing about training, so a
+    # resumed run may change it.
+    keep: str = "best"
     label_smoothing: float = 0.0
     distribute: str = "none"  # none or mirrored
     max_bad: int = 100  # unreadable images tolerated before the run stops
     recipe: str = "finetune"
     init_from: str | None = None  # an exported model version to start from (warm restart)
-    # Knowledge distillation (trainer/distill.py): train targets mixed with a teacher's.
-    teacher: str | None = None  # an exported model version; None: no distillation
-    teacher_weight: float = 0.5  # share of the train target that comes from the teacher
+    # Knowledge distillation (trainer/distill.py): train targets mixed with teachers'.
+    # Each an exported model version or an ONNX expression model (trainer/face_teacher.py);
+    # none: no distillation. Old run folders name one teacher as a string: read as one.
+    teacher: tuple[str, ...] = ()
+    # Each teacher's share of the train target, in --teacher order; the labels get the rest.
+    # Unset: 0.5 for a single teacher.
+    teacher_weight: tuple[float, ...] = ()
     temperature: float = 1.0  # teacher probabilities softened as p ** (1 / T), renormalised
     teacher_tta: bool = True  # average the teacher over each image and its mirror
     # "cached": the teacher once per clean training image (TensorFlow, teacher.npz in the
@@ -70,6 +81,26 @@ class TrainConfig:
     # Online, what the teacher sees: "augmented", the student's very image; "framed", the
     # same image before the appearance changes and erasing (flip and geometry only).
     teacher_view: str = "augmented"
+    # An ONNX teacher's face detector (its landmarks align the face); "": the YuNet file
+    # beside the teacher (as in ../shared/pretrained/).
+    yunet: str = ""
+    # Where an ONNX teacher's outputs are cached by image (trainer/face_teacher.py); "": the
+    # run folder. A folder kept in git spares later sessions the teacher's pass.
+    teacher_cache: str = ""
+
+    def __post_init__(self):
+        # Tuples whatever they were given as (a list from the CLI or JSON, a string and a
+        # float from a run folder written when distill took one teacher).
+        teachers = (self.teacher,) if isinstance(self.teacher, str) else self.teacher or ()
+        weights = self.teacher_weight
+        weights = (weights,) if isinstance(weights, int | float) else weights or ()
+        object.__setattr__(self, "teacher", tuple(str(t) for t in teachers))
+        object.__setattr__(self, "teacher_weight", tuple(float(w) for w in weights))
+
+    def teachers(self) -> list[tuple[str, float]]:
+        """(teacher, its weight) in --teacher order; a single teacher's weight 0.5 if unset."""
+        weights = self.teacher_weight or ((0.5,) if len(self.teacher) == 1 else ())
+        return list(zip(self.teacher, weights, strict=True))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -92,14 +123,24 @@ class TrainConfig:
             (self.stage1_epochs + self.stage2_epochs > 0, "nothing to train: 0 epochs"),
             (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (self.unfreeze >= 0, "--unfreeze must be >= 0"),
+            (self.keep in KEEP, "--keep must be best or last"),
             (0 <= self.erasing <= 1, "--erasing must be a probability in [0, 1]"),
             *self._appearance_checks(),
-            (0 <= self.teacher_weight <= 1, "--teacher-weight must be in [0, 1]"),
+            (
+                not self.teacher_weight or len(self.teacher_weight) == len(self.teacher),
+                "give one --teacher-weight per --teacher, in the same order",
+            ),
+            (
+                all(w >= 0 for w in self.teacher_weight) and sum(self.teacher_weight) <= 1,
+                "--teacher-weight: each must be >= 0 and together at most 1 (the labels get "
+                "the rest)",
+            ),
             (self.temperature > 0, "--temperature must be positive"),
             (self.teacher_mode in TEACHER_MODES, "--teacher-mode must be cached or online"),
             (
-                bool(self.teacher) or self.teacher_mode == "cached",
-                "--teacher-mode online needs --teacher",
+                self.teacher_mode == "cached" or any(not _onnx(t) for t in self.teacher),
+                "--teacher-mode online needs an exported version as --teacher (an ONNX "
+                "teacher is always cached: its faces are aligned once, on the clean image)",
             ),
             (self.teacher_view in TEACHER_VIEWS, "--teacher-view must be augmented or framed"),
             (
@@ -113,8 +154,8 @@ class TrainConfig:
                 raise TrainerError(msg)
         if self.init_from:
             exported_contract(self.init_from, "--init-from")
-        if self.teacher:
-            self._check_teacher_input()
+        for teacher in self.teacher:
+            self._check_teacher(teacher)
         weights = self.base_weights
         if weights not in ("imagenet", "none") and not Path(weights).is_file():
             raise TrainerError(
@@ -131,15 +172,28 @@ class TrainConfig:
             (0 <= self.noise <= 255, "--noise must be a pixel std in [0, 255]"),
         ]
 
-    def _check_teacher_input(self) -> None:
+    def _check_teacher(self, teacher: str) -> None:
         # Checked here, before the data is decoded: the labels are checked once it is
-        # (trainer.distill.check_teacher).
-        size = exported_contract(str(self.teacher), "--teacher").input_size
+        # (trainer.distill.open_teachers).
+        from trainer.face_teacher import is_onnx_teacher, yunet_for
+
+        if is_onnx_teacher(teacher):
+            if not Path(teacher).is_file():
+                raise TrainerError(f"--teacher {teacher}: no such file")
+            yunet_for(teacher, self.yunet)  # refuses a missing detector now
+            return
+        size = exported_contract(teacher, "--teacher").input_size
         if size != self.input_size:
             raise TrainerError(
-                f"--teacher {self.teacher}: its input is {size} px, the student's "
+                f"--teacher {teacher}: its input is {size} px, the student's "
                 f"{self.input_size} px (set --input-size {size} or choose another teacher)"
             )
+
+
+def _onnx(teacher: str) -> bool:
+    from trainer.face_teacher import is_onnx_teacher
+
+    return is_onnx_teacher(teacher)
 
 
 def exported_contract(folder: str, option: str) -> ModelContract:

@@ -1,7 +1,12 @@
-"""Knowledge distillation: a student's training targets mixed from the labels and a teacher.
+"""Knowledge distillation: a student's training targets mixed from the labels and teachers.
 
-The teacher is an exported version (only its probabilities are exported, so softening
-works on those), run in one of two modes (``--teacher-mode``):
+``--teacher`` may be given several times, each with its ``--teacher-weight``: the train
+target is ``(1 - sum of weights) x labels + sum of weight x softened teacher``. A teacher
+is an ONNX expression model run on aligned faces (trainer/face_teacher.py: always cached,
+by image, in ``--teacher-cache``; #32 adds OpenCV Zoo's RAF-DB model, which knows posed
+faces of other people that FER2013 never showed ours) or an exported version (only its
+probabilities are exported, so softening works on those), run in one of two modes
+(``--teacher-mode``):
 
 * ``cached`` (the default): through its SavedModel signature, as the service's TensorFlow
   runtime runs it, once per training image (averaged with the mirror image when asked),
@@ -34,7 +39,7 @@ from __future__ import annotations
 import os
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +50,15 @@ from trainer.config import TrainConfig, exported_contract
 from trainer.contract import ModelContract
 from trainer.errors import TrainerError
 from trainer.evaluate import load_exported
+from trainer.face_teacher import (
+    cache_path,
+    file_digest,
+    is_onnx_teacher,
+    teacher_outputs,
+    yunet_for,
+)
 from trainer.input_pipeline import BatchTargets
-from trainer.splits import Split
+from trainer.splits import Prepared, Split
 from trainer.teacher_runtime import OpenVINOTeacher, load_teacher
 
 CACHE = "teacher.npz"
@@ -60,90 +72,136 @@ VIEWS = {
 
 @dataclass
 class Teacher:
-    """A teacher checked against the data: its contract and, online, its OpenVINO model."""
+    """One teacher, checked against the data, with its share of the train target."""
 
-    contract: ModelContract
-    runtime: OpenVINOTeacher | None = None
+    path: str
+    weight: float
+    contract: ModelContract | None = None  # an exported version; None: an ONNX model
+    runtime: OpenVINOTeacher | None = None  # an exported version run online
 
 
 @dataclass
 class Distillation:
-    """What distillation changes in a run once the teacher is ready."""
+    """What distillation changes in a run once the teachers are ready."""
 
     details: dict  # the metadata's "distillation" block
-    # Online, each augmented batch's train targets (from the batch as the student gets it
-    # or as framed); cached, None: the train split's targets are mixed already.
+    # With an online teacher, each augmented batch's train targets (from the batch as the
+    # student gets it or as framed); else None: the train split's targets are mixed already.
     batch_targets: BatchTargets | None = None
 
 
-def open_teacher(cfg: TrainConfig, classes: list[str]) -> Teacher:
-    """The run's teacher, checked; online, converted and compiled by OpenVINO too.
+def open_teachers(cfg: TrainConfig, classes: list[str]) -> list[Teacher]:
+    """The run's teachers, checked; an exported version run online is converted and
+    compiled by OpenVINO too.
 
-    Called before the run folder is made, so that a teacher OpenVINO cannot read starts
-    no run.
+    Called before the run folder is made, so that a teacher that cannot be read starts
+    no run. An ONNX teacher is always cached (trainer/face_teacher.py): its faces are
+    aligned on the clean image, which an augmented batch no longer is.
 
     Args:
         cfg: the run's options, with ``teacher`` set.
         classes: the data's classes, in the student's output order.
     """
-    contract = check_teacher(cfg, classes)
-    if cfg.teacher_mode != "online":
-        return Teacher(contract)
-    runtime = load_teacher(Path(str(cfg.teacher)), contract)
-    threads = f"{runtime.threads} thread{'s' * (runtime.threads > 1)}"
+    teachers = []
+    for path, weight in cfg.teachers():
+        if is_onnx_teacher(path):
+            teachers.append(Teacher(path, weight))
+            continue
+        contract = check_teacher(path, classes)
+        if cfg.teacher_mode != "online":
+            teachers.append(Teacher(path, weight, contract))
+            continue
+        runtime = load_teacher(Path(path), contract)
+        threads = f"{runtime.threads} thread{'s' * (runtime.threads > 1)}"
+        print(
+            f"teacher {path} on OpenVINO ({runtime.precision}, {threads}), run on every "
+            f"{VIEWS[cfg.teacher_view].format(mirror=' and its mirror' * cfg.teacher_tta)}; "
+            f"converted and compiled in {runtime.seconds:.1f} s",
+            flush=True,
+        )
+        teachers.append(Teacher(path, weight, contract, runtime))
+    return teachers
+
+
+def distill(
+    cfg: TrainConfig, teachers: list[Teacher], run_dir: Path, prep: Prepared
+) -> Distillation:
+    """Make the train targets the labels-teachers mix: the cached teachers' part now, in
+    the train split; an online teacher's batch by batch (``Distillation.batch_targets``,
+    for the input pipeline).
+
+    The target is ``(1 - sum of weights) x labels + sum of weight x softened teacher``.
+    With online teachers, the split's targets hold the rest of the mix scaled to sum to
+    1, which the online step mixes in as its "labels".
+    """
+    train = prep.splits["train"]
+    label_weight = 1.0 - sum(t.weight for t in teachers)
+    mixed = label_weight * train.targets
+    blocks = []
+    for k, t in enumerate(teachers):
+        if t.runtime is not None:
+            blocks.append(_online_block(cfg, t))
+            continue
+        probs, block = _cached_outputs(cfg, t, k, run_dir, prep)
+        block["train_agreement"] = _agreement(t.path, probs, train.targets)
+        mixed = mixed + t.weight * soften(probs, cfg.temperature)
+        blocks.append(block)
+    online = [t for t in teachers if t.runtime is not None]
+    rest = 1.0 - sum(t.weight for t in online)
+    if rest > 0:
+        train.targets = (mixed / rest).astype(np.float32)
+    parts = " + ".join(f"{t.weight:g} x {Path(t.path).name}" for t in teachers)
     print(
-        f"teacher {cfg.teacher} on OpenVINO ({runtime.precision}, {threads}), run on every "
-        f"{VIEWS[cfg.teacher_view].format(mirror=' and its mirror' * cfg.teacher_tta)}; "
-        f"converted and compiled in {runtime.seconds:.1f} s",
+        f"train targets: {label_weight:g} x labels + {parts} (softened at temperature "
+        f"{cfg.temperature:g}{', each averaged with its mirror' * cfg.teacher_tta})",
         flush=True,
     )
-    return Teacher(contract, runtime)
-
-
-def distill(cfg: TrainConfig, teacher: Teacher, run_dir: Path, train: Split) -> Distillation:
-    """Make the train targets the labels-teacher mix: cached, now, in ``train``; online,
-    batch by batch (``Distillation.batch_targets``, for the input pipeline)."""
-    if teacher.runtime is None:
-        return Distillation(distill_targets(cfg, teacher.contract, run_dir, train))
     details = {
-        **_settings(cfg, teacher.contract),
-        "targets": "train: (1 - weight) * labels + weight * softened teacher, the teacher run "
-        f"on each {VIEWS[cfg.teacher_view].format(mirror='')}; val, test: labels",
-        "teacher_runtime": teacher.runtime.describe(),
+        "teachers": blocks,
+        "label_weight": round(label_weight, 6),
+        "temperature": cfg.temperature,
+        "teacher_tta": cfg.teacher_tta,
+        "targets": "train: (1 - sum of weights) * labels + sum of weight * softened teacher; "
+        "val, test: labels",
     }
-    return Distillation(details, online_targets(teacher.runtime.infer, cfg))
+    if not online:
+        return Distillation(details)
+    runs = [(t.runtime.infer, t.weight) for t in online if t.runtime is not None]
+    return Distillation(details, online_targets(runs, cfg))
 
 
-def online_targets(infer: Callable[[np.ndarray], np.ndarray], cfg: TrainConfig) -> BatchTargets:
-    """The train targets of one batch from the teacher (``infer``) on its very images.
+def online_targets(
+    teachers: Sequence[tuple[Callable[[np.ndarray], np.ndarray], float]], cfg: TrainConfig
+) -> BatchTargets:
+    """The train targets of one batch from the online teachers on its very images.
 
     Args:
-        infer: the teacher: uint8 images [N, size, size, 3] in, probabilities out.
-        cfg: the run's options (weight, temperature, TTA).
+        teachers: (infer, weight) per online teacher; infer takes uint8 images [N, size,
+            size, 3] and gives probabilities.
+        cfg: the run's options (temperature, TTA).
     """
 
     def targets(images: np.ndarray, votes: np.ndarray) -> np.ndarray:
-        probs = infer(images)
-        if cfg.teacher_tta:
-            probs = (probs + infer(images[:, :, ::-1])) / 2.0
-        return mix_targets(votes, probs, cfg.teacher_weight, cfg.temperature)
+        out = (1.0 - sum(w for _, w in teachers)) * votes
+        for infer, weight in teachers:
+            probs = infer(images)
+            if cfg.teacher_tta:
+                probs = (probs + infer(images[:, :, ::-1])) / 2.0
+            out = out + weight * soften(probs, cfg.temperature)
+        return out.astype(np.float32)
 
     return targets
 
 
-def check_teacher(cfg: TrainConfig, classes: list[str]) -> ModelContract:
-    """The teacher's contract, once it is known to predict the data's classes.
+def check_teacher(path: str, classes: list[str]) -> ModelContract:
+    """An exported teacher's contract, once it is known to predict the data's classes.
 
     Its folder and input size are checked earlier, by ``TrainConfig.validate``.
-
-    Args:
-        cfg: the run's options, with ``teacher`` set.
-        classes: the data's classes, in the student's output order.
     """
-    teacher = exported_contract(str(cfg.teacher), "--teacher")
+    teacher = exported_contract(path, "--teacher")
     if list(teacher.labels) != list(classes):
         raise TrainerError(
-            f"--teacher {cfg.teacher}: its labels {list(teacher.labels)} differ from the "
+            f"--teacher {path}: its labels {list(teacher.labels)} differ from the "
             f"data's classes {classes}"
         )
     return teacher
@@ -159,61 +217,34 @@ def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
     return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def mix_targets(
-    votes: np.ndarray, teacher: np.ndarray, weight: float, temperature: float
-) -> np.ndarray:
-    """``(1 - weight) * votes + weight * soften(teacher, temperature)``, row by row.
-
-    ``votes`` are the label targets: the vote distribution, or one-hot hard labels.
-    """
-    mixed = (1.0 - weight) * votes + weight * soften(teacher, temperature)
-    return mixed.astype(np.float32)
-
-
-def distill_targets(cfg: TrainConfig, teacher: ModelContract, run_dir: Path, train: Split) -> dict:
-    """Replace ``train``'s targets with the labels-teacher mix; return the metadata block.
-
-    The teacher's outputs come from the run folder's cache when it holds them (a resumed
-    run), else from one pass of the teacher, which is then cached.
-
-    Args:
-        cfg: the run's options (teacher, weight, temperature, TTA).
-        teacher: the teacher's contract (from ``check_teacher``).
-        run_dir: the run folder, where ``teacher.npz`` is kept.
-        train: the training split; its ``targets`` are replaced.
-    """
-    probs, seconds = _teacher_outputs(cfg, run_dir, train)
+def _agreement(path: str, probs: np.ndarray, targets: np.ndarray) -> float:
     # Against the label targets' argmax (the vote majority with soft labels), as in training.
-    agreement = float((probs.argmax(axis=1) == train.targets.argmax(axis=1)).mean())
+    agreement = float((probs.argmax(axis=1) == targets.argmax(axis=1)).mean())
     print(
-        f"teacher agrees with the training labels' argmax on {agreement:.1%} of "
-        f"{len(train)} images; train targets: {1 - cfg.teacher_weight:g} x labels + "
-        f"{cfg.teacher_weight:g} x teacher (temperature {cfg.temperature:g})",
+        f"teacher {path} agrees with the training labels' argmax on {agreement:.1%} of "
+        f"{len(targets)} images",
         flush=True,
     )
-    train.targets = mix_targets(train.targets, probs, cfg.teacher_weight, cfg.temperature)
+    return round(agreement, 4)
+
+
+def _online_block(cfg: TrainConfig, t: Teacher) -> dict:
+    assert t.contract is not None and t.runtime is not None
     return {
-        **_settings(cfg, teacher),
-        "targets": "train: (1 - weight) * labels + weight * softened teacher; val, test: labels",
-        "teacher_seconds": round(seconds, 1),
-        "teacher_train_agreement": round(agreement, 4),
+        **_exported(t.path, t.contract),
+        "weight": t.weight,
+        "mode": "online",
+        "view": cfg.teacher_view,
+        "runtime": t.runtime.describe(),
     }
 
 
-def _settings(cfg: TrainConfig, teacher: ModelContract) -> dict:
-    """The metadata both modes record: the teacher, the mode and the mix."""
+def _exported(path: str, contract: ModelContract) -> dict:
     return {
-        "teacher": {
-            "folder": str(cfg.teacher),
-            "name": teacher.name,
-            "version": teacher.version,
-            "metrics": _headline(teacher.metrics),
-        },
-        "mode": cfg.teacher_mode,
-        **({"view": cfg.teacher_view} if cfg.teacher_mode == "online" else {}),
-        "weight": cfg.teacher_weight,
-        "temperature": cfg.temperature,
-        "teacher_tta": cfg.teacher_tta,
+        "folder": path,
+        "name": contract.name,
+        "version": contract.version,
+        "metrics": _headline(contract.metrics),
     }
 
 
@@ -226,27 +257,89 @@ def _headline(metrics: Mapping[str, Any]) -> dict:
     }
 
 
-def _teacher_outputs(cfg: TrainConfig, run_dir: Path, train: Split) -> tuple[np.ndarray, float]:
-    """The teacher's probabilities for every training image and the seconds they took."""
-    cache = run_dir / CACHE
+def _cached_outputs(
+    cfg: TrainConfig, t: Teacher, k: int, run_dir: Path, prep: Prepared
+) -> tuple[np.ndarray, dict]:
+    """A cached teacher's probabilities for the train split and its metadata block."""
+    train = prep.splits["train"]
+    if t.contract is not None:
+        probs, seconds = _version_outputs(cfg, t.path, run_dir / _cache_name(k), train)
+        block = {**_exported(t.path, t.contract), "seconds": round(seconds, 1)}
+        return probs, {**block, "weight": t.weight, "mode": "cached"}
+    return _onnx_outputs(cfg, t, run_dir, prep)
+
+
+def _cache_name(k: int) -> str:
+    # The first teacher's keeps the name runs made before several teachers had.
+    return CACHE if k == 0 else f"teacher-{k}.npz"
+
+
+def _onnx_outputs(
+    cfg: TrainConfig, t: Teacher, run_dir: Path, prep: Prepared
+) -> tuple[np.ndarray, dict]:
+    """An ONNX teacher on every image of every split (each computed once, ever, where the
+    cache is kept, so that later runs and evaluations find them all), and its figures on
+    the validation split, which say what it knows of FER+."""
+    from trainer.evaluate import metrics
+
+    model, yunet = Path(t.path), yunet_for(t.path, cfg.yunet)
+    cache_dir = Path(cfg.teacher_cache) if cfg.teacher_cache else run_dir
+    outputs = {}
+    for name, split in prep.splits.items():
+        probs, mirrored, info = teacher_outputs(
+            model, yunet, split.images, split.hashes, cache_dir, len(prep.classes)
+        )
+        outputs[name] = ((probs + mirrored) / 2 if cfg.teacher_tta else probs, info)
+        print(
+            f"teacher {model.name} on {name}: {info['cached']} images from the cache, "
+            f"{info['computed']} computed in {info['seconds']:.1f} s; YuNet found "
+            f"{info['found_by_yunet']} of {len(split)} faces",
+            flush=True,
+        )
+    figures = {
+        name: {k: v for k, v in metrics(prep.splits[name].labels, probs, prep.classes).items()
+               if k in ("accuracy", "macro_f1")}
+        for name, (probs, _) in outputs.items() if name == "val"
+    }  # fmt: skip
+    probs, info = outputs["train"]
+    return probs, {
+        "file": str(model),
+        "name": model.name,
+        "sha256": file_digest(model),
+        "aligned_by": str(yunet),
+        "metrics": figures,
+        "weight": t.weight,
+        "mode": "cached",
+        "cache": str(cache_path(cache_dir, model)),
+        "found_by_yunet": round(info["found_by_yunet"] / max(len(probs), 1), 4),
+    }
+
+
+def _version_outputs(
+    cfg: TrainConfig, path: str, cache: Path, train: Split
+) -> tuple[np.ndarray, float]:
+    """An exported teacher's probabilities for every training image and the seconds
+    they took, from the run folder's cache where a resumed run has it."""
     if cache.is_file():
-        probs, seconds = _read_cache(cache, cfg, train.hashes)
+        probs, seconds = _read_cache(cache, path, cfg.teacher_tta, train.hashes)
         print(f"teacher outputs read from {cache} (computed in {seconds:.1f} s)", flush=True)
         return probs, seconds
     t0 = time.monotonic()
-    probs = load_exported(Path(str(cfg.teacher))).predict(train.images, flip_tta=cfg.teacher_tta)
+    probs = load_exported(Path(path)).predict(train.images, flip_tta=cfg.teacher_tta)
     seconds = time.monotonic() - t0
     mirrored = " and their mirrors" if cfg.teacher_tta else ""
     print(
-        f"teacher {cfg.teacher}: {len(train)} training images{mirrored} in {seconds:.1f} s "
+        f"teacher {path}: {len(train)} training images{mirrored} in {seconds:.1f} s "
         f"({len(train) / max(seconds, 1e-9):.0f} images/s)",
         flush=True,
     )
-    _write_cache(cache, probs, train.hashes, cfg, seconds)
+    _write_cache(cache, probs, train.hashes, path, cfg.teacher_tta, seconds)
     return probs, seconds
 
 
-def _write_cache(cache: Path, probs: np.ndarray, hashes: list[str], cfg: TrainConfig, s: float):
+def _write_cache(
+    cache: Path, probs: np.ndarray, hashes: list[str], teacher: str, tta: bool, s: float
+) -> None:
     # Written whole under another name, then renamed: a run killed while writing leaves
     # no half cache that a resume would trust.
     tmp = cache.with_name(f".{cache.name}.tmp")
@@ -255,14 +348,16 @@ def _write_cache(cache: Path, probs: np.ndarray, hashes: list[str], cfg: TrainCo
             f,
             probs=probs.astype(np.float32),
             hashes=np.array(hashes),
-            teacher=np.array(str(cfg.teacher)),
-            teacher_tta=np.array(cfg.teacher_tta),
+            teacher=np.array(teacher),
+            teacher_tta=np.array(tta),
             seconds=np.array(s),
         )
     os.replace(tmp, cache)
 
 
-def _read_cache(cache: Path, cfg: TrainConfig, hashes: list[str]) -> tuple[np.ndarray, float]:
+def _read_cache(
+    cache: Path, teacher: str, tta: bool, hashes: list[str]
+) -> tuple[np.ndarray, float]:
     """The cached probabilities, refused unless they are for these images and this teacher."""
     fix = f"delete {cache} to compute them again, or start a new run"
     try:
@@ -270,10 +365,10 @@ def _read_cache(cache: Path, cfg: TrainConfig, hashes: list[str]) -> tuple[np.nd
             cached = {k: f[k] for k in f.files}
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise TrainerError(f"{cache} is not a readable teacher cache ({e}); {fix}") from e
-    if (str(cached["teacher"]), bool(cached["teacher_tta"])) != (cfg.teacher, cfg.teacher_tta):
+    if (str(cached["teacher"]), bool(cached["teacher_tta"])) != (teacher, tta):
         raise TrainerError(
             f"{cache} holds the outputs of teacher {cached['teacher']} (TTA "
-            f"{bool(cached['teacher_tta'])}), not of {cfg.teacher} (TTA {cfg.teacher_tta}); {fix}"
+            f"{bool(cached['teacher_tta'])}), not of {teacher} (TTA {tta}); {fix}"
         )
     if cached["hashes"].tolist() != list(hashes):
         raise TrainerError(

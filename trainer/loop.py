@@ -163,7 +163,13 @@ def fit(
             callbacks=callbacks,
             verbose=0,
         )
-    checkpoint.load_best(run_dir, model)
+    if cfg.keep == "last":
+        if restore:  # every stage was over already: the last epoch is in the checkpoint
+            checkpoint.restore(run_dir, model, with_optimizer=False)
+        state["exported_epoch"] = state["history"][-1]["stage"], state["history"][-1]["epoch"]
+    else:
+        checkpoint.load_best(run_dir, model)
+        state["exported_epoch"] = state["best_epoch"]
     run_folder.write_final_state(run_dir, state)
     return model, state
 

@@ -66,45 +66,77 @@ def _distill_section(meta: Mapping[str, Any]) -> str:
     d = meta.get("distillation")
     if not d:
         return ""
-    teacher = d["teacher"]
-    figures = "; ".join(
-        f"{split} accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}"
-        for split, m in teacher["metrics"].items()
-    )
-    tta = "averaged with its mirror image" if d["teacher_tta"] else "without the mirror image"
+    teachers = _teachers(d)
+    lines = "\n".join(f"- {_teacher_line(t, d)}" for t in teachers)
+    tta = "each averaged with its mirror image" if d["teacher_tta"] else "without the mirror"
+    parts = " + ".join(f"{t['weight']:g} x teacher {i}" for i, t in enumerate(teachers, 1))
+    label_weight = d.get("label_weight", 1 - sum(t["weight"] for t in teachers))
     return f"""
 ## Distillation
 
-Trained by `python -m trainer distill` on the outputs of a teacher: `{teacher["folder"]}`
-({teacher["name"]} version {teacher["version"]}; its export's figures, without flip TTA:
-{figures or "none recorded"}).
-Training targets: {1 - d["weight"]:g} x the labels + {d["weight"]:g} x the teacher's
-probabilities softened at temperature {d["temperature"]:g} (p ** (1/T), renormalised),
-{tta}, {_teacher_run(d)}; validation and test targets are the labels.
+Trained by `python -m trainer distill` on the outputs of {len(teachers)} teacher(s):
+
+{lines}
+
+Training targets: {label_weight:g} x the labels + {parts}, the teachers' probabilities
+softened at temperature {d["temperature"]:g} (p ** (1/T), renormalised), {tta};
+validation and test targets are the labels.
 """
 
 
-def _teacher_run(d: Mapping[str, Any]) -> str:
-    """How the teacher was run: online on each batch, or once per image (cards written
-    before the online mode have no ``mode``: they were cached)."""
-    if d.get("mode", "cached") == "online":
-        rt = d["teacher_runtime"]
+def _teachers(d: Mapping[str, Any]) -> list[dict]:
+    """The teachers of a distillation block; cards of versions distilled when distill took
+    one teacher keep it, and its mode and runtime, beside the mix."""
+    if "teachers" in d:
+        return list(d["teachers"])
+    t = dict(d["teacher"], weight=d["weight"], mode=d.get("mode", "cached"))
+    if t["mode"] == "online":
+        t.update(view=d.get("view", "augmented"), runtime=d["teacher_runtime"])
+    else:
+        t.update(seconds=d.get("teacher_seconds", 0), train_agreement=d["teacher_train_agreement"])
+    return [t]
+
+
+def _teacher_line(t: Mapping[str, Any], d: Mapping[str, Any]) -> str:
+    figures = "; ".join(
+        f"{split} accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}"
+        for split, m in t.get("metrics", {}).items()
+    )
+    if "file" in t:  # an ONNX model on aligned faces (trainer/face_teacher.py)
+        what = (
+            f"`{t['file']}` (ONNX, sha256 {t['sha256']}, faces aligned on the landmarks of "
+            f"`{Path(t['aligned_by']).name}`, found in {t['found_by_yunet']:.1%} of the "
+            f"training images; on FER2013's held-out splits, averaged with the mirror: "
+            f"{figures or 'not measured'})"
+        )
+    else:
+        what = (
+            f"`{t['folder']}` ({t['name']} version {t['version']}; its export's figures, "
+            f"without flip TTA: {figures or 'none recorded'})"
+        )
+    return f"{what}, weight {t['weight']:g}, {_teacher_run(t)}"
+
+
+def _teacher_run(t: Mapping[str, Any]) -> str:
+    """How a teacher was run: online on each batch, or once per image."""
+    if t["mode"] == "online":
+        rt = t["runtime"]
         runtime = f"{rt['name']} {rt['version']}, {rt['precision']}"
-        if d.get("view") == "framed":
+        if t.get("view") == "framed":
             return (
-                f"the teacher run on every training batch as framed (the augmentation's flip, "
-                f"rotation, shift, shear and zoom), before the appearance changes and erasing "
-                f"the student was fed "
-                f"(teacher mode `online`, view `framed`: {runtime})"
+                f"run on every training batch as framed (the augmentation's flip, rotation, "
+                f"shift, shear and zoom), before the appearance changes and erasing the "
+                f"student was fed (teacher mode `online`, view `framed`: {runtime})"
             )
         return (
-            f"the teacher run on every augmented training batch, on the very images the "
-            f"student was fed (teacher mode `online`: {runtime})"
+            f"run on every augmented training batch, on the very images the student was "
+            f"fed (teacher mode `online`: {runtime})"
         )
+    where = f", cached in `{t['cache']}`" if t.get("cache") else ""
+    seconds = f" ({t['seconds']:.0f} s)" if t.get("seconds") else ""
     return (
-        f"computed once per training image, unaugmented ({d['teacher_seconds']:.0f} s, "
-        f"teacher mode `cached`). The teacher agrees with the training labels' argmax on "
-        f"{d['teacher_train_agreement']:.1%} of the training images"
+        f"computed once per training image, unaugmented{seconds}{where}; it agrees with the "
+        f"training labels' argmax on {t['train_agreement']:.1%} of the training images"
     )
 
 
@@ -126,6 +158,22 @@ def adjustment_summary(adjustment: Mapping[str, Any]) -> str:
 {offsets}
 
 {_held_out(adjustment["objective"], gain)}
+{_also(adjustment.get("also"))}"""
+
+
+def _also(also: Mapping[str, Any] | None) -> str:
+    if not also:
+        return ""
+    b, a = also["before"], also["after"]
+    return f"""
+Chosen on the validation split and, at weight {also["weight"]:g} of the objective, on
+`{also["crops"]}` ({also["images"]} face crops from a set FER2013 never showed, cut by the
+service's detection: `python -m bench.cross_dataset --crops`), flip TTA:
+
+| | before | after |
+|---|---|---|
+| accuracy | {b["accuracy"]:.4f} | {a["accuracy"]:.4f} |
+| macro recall | {b["macro_recall"]:.4f} | {a["macro_recall"]:.4f} |
 """
 
 
@@ -150,10 +198,26 @@ revision `{src["code_revision"]}`): the same network, whose data, recipe and tra
 described above, with its probabilities multiplied by exp(b), one offset b per class, and
 renormalised inside the signature (a post-hoc prior or logit adjustment: Menon et al.,
 2021; Saerens et al., 2002). The offsets were chosen to maximise {a["objective"]} on the
-validation split only, with flip TTA as the service runs it; the test split played no part
-in choosing them.
+{_tuned_on(a)}, with flip TTA as the service runs it; the test split played no part in
+choosing them.
 
 {adjustment_summary(a)}"""
+
+
+def _exported_epoch(meta: Mapping[str, Any]) -> str:
+    keep = meta.get("training", {}).get("keep", "best")
+    epoch = meta.get("exported_epoch", meta.get("best_epoch"))
+    return f"{epoch} (--keep {keep})"
+
+
+def _tuned_on(a: Mapping[str, Any]) -> str:
+    also = a.get("also")
+    if not also:
+        return "validation split only"
+    return (
+        f"validation split ({1 - also['weight']:g} of the objective) and the face crops "
+        f"of `{also['crops']}` ({also['weight']:g})"
+    )
 
 
 def _contract(contract: ModelContract) -> str:
@@ -225,7 +289,8 @@ Batch {t["batch_size"]}, class weights `{t["class_weight"]}`, label smoothing
 {t["label_smoothing"]}, augmentation: flip {t["flip"]}, rotation {t["rotation"]} deg,
 shift {t["shift"]}, shear {t["shear"]}, zoom {t["zoom"]},
 random erasing {t.get("erasing", 0.0)}{_appearance(t)}. Seed {t["seed"]}.{_init_section(meta)}
-Best epoch (stage, epoch): {meta.get("best_epoch")}; stopped early: {meta.get("stopped_early")}.
+Best epoch (stage, epoch): {meta.get("best_epoch")}; stopped early: {meta.get("stopped_early")};
+exported: {_exported_epoch(meta)}.
 Training time {meta.get("train_seconds", 0) / 60:.0f} min (epochs only); mean throughput
 {_speed(hist, 1)} images/s in stage 1 and {_speed(hist, 2)} images/s in stage 2 on the
 training machine.

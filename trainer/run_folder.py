@@ -58,6 +58,16 @@ def saved_config(run_dir: Path) -> TrainConfig | None:
     return TrainConfig.from_json(path.read_text()) if path.is_file() else None
 
 
+def change_keep(run_dir: Path, keep: str) -> None:
+    """Record a resumed run's new ``--keep`` in its config.json (a later resume keeps it)."""
+    from dataclasses import replace
+
+    cfg = saved_config(run_dir)
+    if cfg is not None and cfg.keep != keep:
+        (run_dir / CONFIG).write_text(replace(cfg, keep=keep).to_json())
+        print(f"{run_dir}: exports the {keep} epoch's weights from now on (was {cfg.keep})")
+
+
 def _note_revision(run_dir: Path) -> None:
     # The code that trains can differ from the code that exports (a run resumed after new
     # commits, or edits made while it ran): record the revision of every start and resume.

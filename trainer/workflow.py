@@ -14,7 +14,7 @@ from trainer import figures, report, run_folder
 from trainer.adjust import PriorAdjusted, Search, read_source, tune
 from trainer.config import TrainConfig
 from trainer.contract import ModelContract
-from trainer.distill import distill, open_teacher
+from trainer.distill import distill, open_teachers
 from trainer.ensemble import Ensemble, member_summary, read_members
 from trainer.errors import DataError
 from trainer.evaluate import Exported, load_exported, markdown_table, metrics
@@ -29,17 +29,17 @@ def train_and_export(
     """Train (or resume, when ``cfg`` is None) in ``run_dir`` and export a new version.
 
     With ``cfg.teacher`` set this is distillation: the same training, with the train
-    targets mixed from the labels and the teacher's outputs, computed once per image or,
+    targets mixed from the labels and the teachers' outputs, computed once per image or,
     online, on every augmented batch (trainer/distill.py).
     """
     new_run = cfg is not None
     cfg = cfg or run_folder.open_run(run_dir, None)
     prep = prepare_run(cfg)
-    teacher = open_teacher(cfg, prep.classes) if cfg.teacher else None
+    teachers = open_teachers(cfg, prep.classes) if cfg.teacher else None
     if new_run:  # only once the data and the teacher are known to be usable
         run_folder.open_run(run_dir, cfg)
     _print_data_summary(prep, cfg)
-    distilled = distill(cfg, teacher, run_dir, prep.splits["train"]) if teacher else None
+    distilled = distill(cfg, teachers, run_dir, prep) if teachers else None
     model, state = fit(cfg, run_dir, prep, distilled.batch_targets if distilled else None)
     curves = run_dir / run_folder.CURVES
     figures.training_curves(state["history"], curves)
@@ -48,6 +48,7 @@ def train_and_export(
         training=json.loads(cfg.to_json()),
         history=state["history"],
         best_epoch=state["best_epoch"],
+        exported_epoch=list(state["exported_epoch"]) if state["exported_epoch"] else None,
         stopped_early=state["stopped_early"],
         base_weights=Path(cfg.base_weights).name,
         dataset=_data_meta(prep),

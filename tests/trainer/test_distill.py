@@ -51,26 +51,29 @@ def test_distill_exports_a_version_that_names_its_teacher(distilled, tiny_model)
     meta = json.loads((out / "metadata.json").read_text())
     teacher_meta = json.loads((tiny_model / "metadata.json").read_text())
     d = meta["distillation"]
-    assert d["teacher"]["folder"] == str(tiny_model) and d["teacher"]["version"] == 1
-    assert d["teacher"]["metrics"]["val"] == {
+    (t,) = d["teachers"]
+    assert t["folder"] == str(tiny_model) and t["version"] == 1
+    assert t["metrics"]["val"] == {
         k: teacher_meta["metrics"]["val"][k] for k in ("accuracy", "macro_f1")
     }
-    assert (d["weight"], d["temperature"], d["teacher_tta"]) == (0.5, 1.0, True)
-    assert d["mode"] == "cached" and meta["training"]["teacher_mode"] == "cached"
-    assert d["teacher_seconds"] >= 0 and 0 <= d["teacher_train_agreement"] <= 1
-    assert meta["training"]["teacher"] == str(tiny_model)
+    assert (t["weight"], d["label_weight"], d["temperature"], d["teacher_tta"]) == (
+        0.5, 0.5, 1.0, True
+    )  # fmt: skip
+    assert t["mode"] == "cached" and meta["training"]["teacher_mode"] == "cached"
+    assert t["seconds"] >= 0 and 0 <= t["train_agreement"] <= 1
+    assert meta["training"]["teacher"] == [str(tiny_model)]
     assert meta["training"]["blur"] == 0.5 and meta["training"]["noise"] == 4.0
     assert set(meta["metrics"]) == {"val", "test"}  # evaluated like any trained export
     card = (out / "MODEL_CARD.md").read_text()
     assert "## Distillation" in card and str(tiny_model) in card
-    assert "0.5 x the labels + 0.5 x the teacher" in card
+    assert "0.5 x the labels + 0.5 x teacher 1" in card
     assert "blur p 0.5" in card and "noise std up to 4.0" in card
 
 
 @pytest.mark.slow
 def test_train_targets_are_the_mix_of_labels_and_softened_teacher(tiny_model, tiny_data, tmp_path):
     from trainer.config import make_config
-    from trainer.distill import check_teacher, distill_targets
+    from trainer.distill import distill, open_teachers
     from trainer.evaluate import load_exported
     from trainer.splits import prepare_run
 
@@ -86,7 +89,7 @@ def test_train_targets_are_the_mix_of_labels_and_softened_teacher(tiny_model, ti
         )
         prep = prepare_run(cfg)
         labels = prep.splits["train"].targets.copy()
-        distill_targets(cfg, check_teacher(cfg, prep.classes), tmp_path, prep.splits["train"])
+        distill(cfg, open_teachers(cfg, prep.classes), tmp_path, prep)
         return labels, prep.splits["train"].targets, prep.splits
 
     labels, got, splits = targets(1.0, 1.0)
@@ -164,7 +167,34 @@ def _fake_teacher(folder: Path, labels: list[str], size: int) -> Path:
 @pytest.mark.parametrize(
     "options, message",
     [
-        (["--teacher-weight", "1.5"], "--teacher-weight must be in [0, 1]"),
+        (["--teacher-weight", "1.5"], "--teacher-weight: each must be >= 0 and together at most 1"),
+        (
+            ["--teacher", "{teacher}", "--teacher-weight", "0.6", "--teacher", "{teacher}"],
+            "give one --teacher-weight per --teacher",
+        ),
+        (
+            [
+                "--teacher",
+                "{teacher}",
+                "--teacher-weight",
+                "0.6",
+                "--teacher",
+                "{onnx}",
+                "--teacher-weight",
+                "0.5",
+            ],
+            "together at most 1",
+        ),  # fmt: skip
+        (["--teacher", "{tmp}/none.onnx"], "--teacher {tmp}/none.onnx: no such file"),
+        (["--teacher", "{onnx}"], "aligns faces on YuNet's landmarks: no YuNet model beside"),
+        (
+            ["--teacher", "{onnx}", "--yunet", "{tmp}/yunet.onnx"],
+            "no YuNet model {tmp}/yunet.onnx (give --yunet PATH)",
+        ),
+        (
+            ["--teacher", "{onnx_with_yunet}", "--teacher-mode", "online"],
+            "--teacher-mode online needs an exported version as --teacher",
+        ),
         (["--temperature", "0"], "--temperature must be positive"),
         (
             ["--teacher", "{tmp}/nothing"],
@@ -188,7 +218,10 @@ def test_bad_distill_options_exit_2_before_the_run_starts(
         "teacher64": _fake_teacher(tmp_path / "t64", sorted(CLASSES), 64),
         "other_labels": _fake_teacher(tmp_path / "t7", [*sorted(CLASSES)[:6], "contempt"], 48),
         "teacher": _fake_teacher(tmp_path / "ok", sorted(CLASSES), 48),
+        "onnx": _touch(tmp_path / "alone" / "model.onnx"),
+        "onnx_with_yunet": _touch(tmp_path / "pair" / "model.onnx"),
     }
+    _touch(tmp_path / "pair" / "face_detection_yunet_2023mar.onnx")
     options, message = [o.format(**teachers) for o in options], message.format(**teachers)
     if "--teacher" not in options and options:
         options += ["--teacher", str(teachers["teacher"])]
@@ -197,6 +230,12 @@ def test_bad_distill_options_exit_2_before_the_run_starts(
     err = capsys.readouterr().err
     assert rc == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()  # nothing started
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
 
 
 def test_distill_resume_refuses_a_train_run(tmp_path, capsys):
@@ -222,7 +261,7 @@ def test_distill_takes_every_train_option():
         return {o for a in sub[name]._actions for o in a.option_strings}
 
     teacher = {"--teacher", "--teacher-weight", "--temperature", "--teacher-mode", "--teacher-view"}
-    teacher |= {"--teacher-tta", "--no-teacher-tta"}
+    teacher |= {"--teacher-tta", "--no-teacher-tta", "--yunet", "--teacher-cache"}
     assert options("distill") == options("train") | teacher
 
 
@@ -276,7 +315,7 @@ def test_online_targets_are_the_teacher_on_each_augmented_batch(view):
         return 0.7 * votes[idx] + 0.3 * p / p.sum(axis=1, keepdims=True)
 
     cfg = TrainConfig(teacher="t", teacher_weight=0.3, temperature=2.0, teacher_tta=True)
-    targets = online_targets(teacher, cfg)
+    targets = online_targets([(teacher, 0.3)], cfg)
     seen = []
     ds = train_dataset(
         Split(images, labels, votes, []),
@@ -344,22 +383,22 @@ def test_online_distill_exports_a_version_that_says_how_its_teacher_ran(
     out = online_distilled / "models" / "emotion" / "1"
     meta = json.loads((out / "metadata.json").read_text())
     d = meta["distillation"]
-    assert d["mode"] == "online" and meta["training"]["teacher_mode"] == "online"
-    assert d["view"] == "framed" and "as framed (the augmentation's flip, rotation" in d["targets"]
-    assert d["teacher"]["folder"] == str(tiny_model)
-    runtime = dict(d["teacher_runtime"])
+    (t,) = d["teachers"]
+    assert t["mode"] == "online" and meta["training"]["teacher_mode"] == "online"
+    assert t["view"] == "framed" and t["folder"] == str(tiny_model)
+    runtime = dict(t["runtime"])
     assert runtime.pop("threads") >= 1  # OpenVINO's default: one per core
     assert runtime == {
         "name": "openvino",
         "version": ov.get_version(),
         "precision": _cpu_precision(),
     }
-    assert "teacher_seconds" not in d  # nothing computed before training
+    assert "seconds" not in t  # nothing computed before training
     assert set(meta["metrics"]) == {"val", "test"}
     assert not (online_distilled / "run" / "teacher.npz").exists()  # no cache online
     card = (out / "MODEL_CARD.md").read_text()
-    assert "0.5 x the labels + 0.5 x the teacher" in card
-    assert "the teacher run on every training batch as framed (the augmentation's flip" in card
+    assert "0.5 x the labels + 0.5 x teacher 1" in card
+    assert "run on every training batch as framed (the augmentation's flip" in card
     runtime = f"openvino {ov.get_version()}, {_cpu_precision()}"
     assert f"teacher mode `online`, view `framed`: {runtime}" in card
 
@@ -378,10 +417,11 @@ def test_online_run_resumes_after_sigkill_with_the_online_teacher(
     assert f"stage 2 epoch {done + 1}/12" in out
     assert not (run / "teacher.npz").exists()
     meta = json.loads((tmp_path / "models" / "emotion" / "1" / "metadata.json").read_text())
-    assert (meta["distillation"]["mode"], meta["distillation"]["view"]) == ("online", "augmented")
+    (t,) = meta["distillation"]["teachers"]
+    assert (t["mode"], t["view"]) == ("online", "augmented")
     assert [h["epoch"] for h in meta["history"] if h["stage"] == 2] == list(range(1, 13))
     card = (tmp_path / "models" / "emotion" / "1" / "MODEL_CARD.md").read_text()
-    assert "the teacher run on every augmented training batch, on the very images" in card
+    assert "run on every augmented training batch, on the very images" in card
 
 
 def test_a_resumed_run_keeps_its_teacher_mode(tmp_path, capsys):

@@ -395,3 +395,42 @@ def test_a_run_at_its_start_keeps_its_own_seed_and_each_resume_gets_another():
         seeds.add(session_seed(2**31 - 2, state))
     assert len(seeds) == 199
     assert all(0 <= s < 2**31 - 1000 for s in seeds)
+
+
+def test_keep_chooses_the_exported_epoch_and_a_resumed_run_may_change_it(tiny_data, tmp_path):
+    """--keep best exports the lowest validation loss's weights, --keep last the last
+    epoch's; resuming a finished run with another --keep exports it again, recorded in
+    its config.json."""
+    import keras
+
+    from trainer import checkpoint
+    from trainer.cli import main
+    from trainer.config import TrainConfig
+    from trainer.model import build_model
+
+    run, models = tmp_path / "run", tmp_path / "models"
+    args = ["train", str(tiny_data), *TINY_ARGS, "--stage1-epochs", "0", "--stage2-epochs", "2"]
+    assert main([*args, "--run-dir", str(run), "--models-dir", str(models)]) == 0
+    assert main(["train", "--resume", str(run), "--keep", "last", "--models-dir", str(models)]) == 0
+    cfg = TrainConfig.from_json((run / "config.json").read_text())
+    assert cfg.keep == "last"
+    best, last = (json.loads((models / "emotion" / v / "metadata.json").read_text()) for v in "12")
+    assert best["exported_epoch"] == best["best_epoch"] and best["training"]["keep"] == "best"
+    assert last["exported_epoch"] == [2, 2] and last["training"]["keep"] == "last"
+    assert (
+        "exported: [2, 2] (--keep last)" in (models / "emotion" / "2" / "MODEL_CARD.md").read_text()
+    )
+
+    x = np.random.default_rng(2).integers(0, 256, (8, 48, 48, 3), dtype=np.uint8)
+
+    def exported(v: str) -> np.ndarray:
+        sig = tf.saved_model.load(str(models / "emotion" / v)).signatures["serving_default"]
+        return next(iter(sig(tf.constant(x)).values())).numpy()
+
+    for version, load in (("1", checkpoint.load_best), ("2", checkpoint.restore)):
+        model, _ = build_model(cfg, len(CLASSES))
+        model.compile(optimizer="adam", loss="categorical_crossentropy")
+        load(run, model) if version == "1" else load(run, model, with_optimizer=False)
+        np.testing.assert_allclose(
+            exported(version), keras.ops.convert_to_numpy(model(x, training=False)), atol=1e-5
+        )
