@@ -34,9 +34,6 @@ from bench.images import SHARED
 from bench.server import ROOT
 from service.runtime import PRECISIONS, RUNTIMES
 
-# Version 2 is a single network and a member of version 6, a 3-network ensemble: does
-# averaging three networks also buy robustness?
-DEFAULT_VERSIONS = ("2", "6")
 LABEL_COLUMN = "ferplus_label"
 SPLIT_NAMES = {"val": "PublicTest", "test": "PrivateTest"}
 
@@ -222,8 +219,9 @@ def spread(n: int, limit: int | None) -> np.ndarray:
 
 
 def _default_dirs() -> list[Path]:
-    dirs = [ROOT / "models" / "emotion" / v for v in DEFAULT_VERSIONS]
-    return [d for d in dirs if d.is_dir()]
+    """Every version in the tree (the served one and at most one other), oldest first."""
+    root = ROOT / "models" / "emotion"
+    return sorted((d for d in root.iterdir() if d.name.isdigit()), key=lambda d: int(d.name))
 
 
 def _positive(text: str) -> int:
@@ -239,7 +237,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         action="append",
         help="a version folder (or models/<name> for its highest version); repeat it for "
-        f"more columns (default: models/emotion/{{{','.join(DEFAULT_VERSIONS)}}} if present)",
+        "more columns (default: every version in models/emotion)",
     )
     p.add_argument("--data", type=Path, default=SHARED / "data" / "fer2013")
     p.add_argument("--labels", type=Path, help="FER+ label CSV (default: DATA/ferplus.csv)")
