@@ -26,8 +26,8 @@ def test_a_photo_without_a_face_counts_as_wrong_and_recall_is_per_class():
 
 
 def test_the_raters_subset_is_the_rows_they_agreed_with():
-    rows = [{"label": c, "rater_agree": a} for c, a in
-            [("angry", "True"), ("fear", "False"), ("fear", "True"), ("happy", "True")]]  # fmt: skip
+    pairs = [("angry", "True"), ("fear", "False"), ("fear", "True"), ("happy", "True")]
+    rows = [{"label": c, "rater_agree": a} for c, a in pairs]
     probs = np.eye(7, dtype=np.float32)[[0, 2, 6, 3]]  # the agreed fear read as surprise
     res, y, agree = both_subsets(probs, rows, CLASSES)
     assert agree.tolist() == [True, False, True, True] and y.tolist() == [0, 2, 2, 3]
