@@ -12,6 +12,9 @@ step, so its cost there is not simply its time alone). Prints what each choice c
 a run:
 
     python scripts/distill_cost.py --teacher models/emotion/6
+
+(any version folder; version 6, three networks, is in git history since #32:
+`git checkout 0ae6460 -- models/emotion/6`)
 """
 
 from __future__ import annotations
