@@ -66,7 +66,7 @@ def _online(infer, teacher: Path, tta: bool):
     from trainer.config import TrainConfig
     from trainer.distill import online_targets
 
-    return online_targets(infer, TrainConfig(teacher=str(teacher), teacher_tta=tta))
+    return online_targets([(infer, 0.5)], TrainConfig(teacher=(str(teacher),), teacher_tta=tta))
 
 
 def measure(teacher: Path, batch: int, repeats: int, pipeline_steps: int) -> dict:
