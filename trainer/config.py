@@ -127,7 +127,8 @@ class TrainConfig:
             (0 <= self.erasing <= 1, "--erasing must be a probability in [0, 1]"),
             *self._appearance_checks(),
             (
-                not self.teacher_weight or len(self.teacher_weight) == len(self.teacher),
+                len(self.teacher_weight) == len(self.teacher)
+                or (not self.teacher_weight and len(self.teacher) <= 1),
                 "give one --teacher-weight per --teacher, in the same order",
             ),
             (

@@ -172,6 +172,7 @@ def _fake_teacher(folder: Path, labels: list[str], size: int) -> Path:
             ["--teacher", "{teacher}", "--teacher-weight", "0.6", "--teacher", "{teacher}"],
             "give one --teacher-weight per --teacher",
         ),
+        (["--teacher", "{teacher}", "--teacher", "{teacher}"], "give one --teacher-weight per"),
         (
             [
                 "--teacher",
