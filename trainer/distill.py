@@ -50,13 +50,7 @@ from trainer.config import TrainConfig, exported_contract
 from trainer.contract import ModelContract
 from trainer.errors import TrainerError
 from trainer.evaluate import load_exported
-from trainer.face_teacher import (
-    cache_path,
-    file_digest,
-    is_onnx_teacher,
-    teacher_outputs,
-    yunet_for,
-)
+from trainer.face_teacher import CachedFaceTeacher, file_digest, is_onnx_teacher, yunet_for
 from trainer.input_pipeline import BatchTargets
 from trainer.splits import Prepared, Split
 from trainer.teacher_runtime import OpenVINOTeacher, load_teacher
@@ -284,11 +278,10 @@ def _onnx_outputs(
 
     model, yunet = Path(t.path), yunet_for(t.path, cfg.yunet)
     cache_dir = Path(cfg.teacher_cache) if cfg.teacher_cache else run_dir
+    teacher = CachedFaceTeacher(model, yunet, cache_dir, len(prep.classes))
     outputs = {}
     for name, split in prep.splits.items():
-        probs, mirrored, info = teacher_outputs(
-            model, yunet, split.images, split.hashes, cache_dir, len(prep.classes)
-        )
+        probs, mirrored, info = teacher.outputs(split.images, split.hashes)
         outputs[name] = ((probs + mirrored) / 2 if cfg.teacher_tta else probs, info)
         print(
             f"teacher {model.name} on {name}: {info['cached']} images from the cache, "
@@ -296,11 +289,11 @@ def _onnx_outputs(
             f"{info['found_by_yunet']} of {len(split)} faces",
             flush=True,
         )
-    figures = {
-        name: {k: v for k, v in metrics(prep.splits[name].labels, probs, prep.classes).items()
-               if k in ("accuracy", "macro_f1")}
-        for name, (probs, _) in outputs.items() if name == "val"
-    }  # fmt: skip
+    teacher.save()
+    figures = {}
+    if "val" in outputs:
+        val = metrics(prep.splits["val"].labels, outputs["val"][0], prep.classes)
+        figures["val"] = {k: val[k] for k in ("accuracy", "macro_f1")}
     probs, info = outputs["train"]
     return probs, {
         "file": str(model),
@@ -310,7 +303,7 @@ def _onnx_outputs(
         "metrics": figures,
         "weight": t.weight,
         "mode": "cached",
-        "cache": str(cache_path(cache_dir, model)),
+        "cache": str(teacher.cache),
         "found_by_yunet": round(info["found_by_yunet"] / max(len(probs), 1), 4),
     }
 

@@ -169,6 +169,49 @@ def cache_path(cache_dir: Path, model: Path) -> Path:
     return Path(cache_dir) / f"{Path(model).stem}-{file_digest(model)}.npz"
 
 
+class CachedFaceTeacher:
+    """The teacher's outputs by pixel hash: read from ``cache_dir``'s file once, computed
+    where missing by one teacher compiled on first need, written back by ``save``."""
+
+    def __init__(self, model: Path, yunet: Path, cache_dir: Path | None, classes: int):
+        self.model, self.yunet, self.classes = model, yunet, classes
+        self.cache = cache_path(cache_dir, model) if cache_dir else None
+        self.known = read_cache(self.cache) if self.cache and self.cache.is_file() else {}
+        self._teacher: AlignedFaceTeacher | None = None
+        self._added = False
+
+    def outputs(self, images: np.ndarray, hashes: list[str]) -> tuple[np.ndarray, np.ndarray, dict]:
+        """The probabilities for ``images`` and their mirrors, from the cache where it
+        holds them, computed and added to it where not.
+
+        Returns:
+            (probs, mirrored, info): ``info`` says how many came from the cache, were
+            computed, were found by YuNet, and the seconds the computed ones took.
+        """
+        missing = [i for i, h in enumerate(hashes) if h not in self.known]
+        info = {"cached": len(hashes) - len(missing), "computed": len(missing), "seconds": 0.0}
+        if missing:
+            t0 = time.monotonic()
+            if self._teacher is None:
+                self._teacher = AlignedFaceTeacher(self.model, self.yunet, self.classes)
+            out = self._teacher.predict(images[missing])
+            info["seconds"] = round(time.monotonic() - t0, 1)
+            for j, i in enumerate(missing):
+                self.known[hashes[i]] = (out.probs[j], out.mirrored[j], bool(out.found[j]))
+            self._added = True
+        rows = [self.known[h] for h in hashes]
+        probs = np.stack([r[0] for r in rows]).astype(np.float32)
+        mirrored = np.stack([r[1] for r in rows]).astype(np.float32)
+        info["found_by_yunet"] = int(sum(r[2] for r in rows))
+        return _renorm(probs), _renorm(mirrored), info
+
+    def save(self) -> None:
+        """Write the cache back if anything was computed since it was read."""
+        if self.cache and self._added:
+            write_cache(self.cache, self.known)
+            self._added = False
+
+
 def teacher_outputs(
     model: Path,
     yunet: Path,
@@ -177,32 +220,11 @@ def teacher_outputs(
     cache_dir: Path | None,
     classes: int,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The teacher's probabilities for ``images`` and their mirrors, from the cache where it
-    holds them (by pixel hash), computed and added to it where not.
-
-    Returns:
-        (probs, mirrored, info): ``info`` says how many came from the cache, were computed,
-        were found by YuNet, and the seconds the computed ones took.
-    """
-    cache = cache_path(cache_dir, model) if cache_dir else None
-    known = read_cache(cache) if cache and cache.is_file() else {}
-    missing = [i for i, h in enumerate(hashes) if h not in known]
-    info = {"cached": len(hashes) - len(missing), "computed": len(missing), "seconds": 0.0}
-    if missing:
-        t0 = time.monotonic()
-        teacher = AlignedFaceTeacher(model, yunet, classes)
-        out = teacher.predict(images[missing])
-        info["seconds"] = round(time.monotonic() - t0, 1)
-        info["computed_found_by_yunet"] = int(out.found.sum())
-        for j, i in enumerate(missing):
-            known[hashes[i]] = (out.probs[j], out.mirrored[j], bool(out.found[j]))
-        if cache:
-            write_cache(cache, known)
-    rows = [known[h] for h in hashes]
-    probs = np.stack([r[0] for r in rows]).astype(np.float32)
-    mirrored = np.stack([r[1] for r in rows]).astype(np.float32)
-    info["found_by_yunet"] = int(sum(r[2] for r in rows))
-    return _renorm(probs), _renorm(mirrored), info
+    """``CachedFaceTeacher.outputs`` for one set of images, the cache saved after."""
+    teacher = CachedFaceTeacher(model, yunet, cache_dir, classes)
+    result = teacher.outputs(images, hashes)
+    teacher.save()
+    return result
 
 
 def _renorm(p: np.ndarray) -> np.ndarray:

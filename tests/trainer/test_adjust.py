@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import f1_score
 
-from tests.conftest import RUNTIMES, copy_tree
+from tests.conftest import CLASSES, RUNTIMES, copy_tree
 from trainer.adjust import Passes, PriorAdjusted, Search, held_out_gain, scores, search_offsets
 from trainer.cli import main
 from trainer.errors import TrainerError
@@ -294,9 +294,6 @@ def test_bad_second_set_options_exit_2(tmp_path, capsys, option, message):
     rc = main(["adjust", str(tmp_path), *option, "--models-dir", str(tmp_path / "m")])
     err = capsys.readouterr().err
     assert rc == 2 and message in err and "Traceback" not in err
-
-
-CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
 
 def _crops(path: Path, n: int = 70, size: int = 48, classes=None) -> Path:
