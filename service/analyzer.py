@@ -18,6 +18,7 @@ from PIL import Image
 
 from service import cropping
 from service.batching import Batcher, Unbatched
+from service.calibration import uncertain
 from service.config import Settings
 from service.detection import Detector, Face, make_detector
 from service.imaging import Decoded, decode
@@ -39,6 +40,9 @@ class Options:
     detect: bool = True
     top_k: int = 3
     annotate: bool = False
+    # A face whose top probability is lower is flagged uncertain; None: the version's
+    # threshold (its calibration), if it has one.
+    min_confidence: float | None = None
     # No face found in a small, squarish image: classify it whole (an upload that is a face
     # crop). Off for video frames, where it would make a face of an empty scene.
     whole_if_no_face: bool = True
@@ -81,6 +85,11 @@ class FaceResult:
         box = Box(*(round(v * scale) for v in (face.x, face.y, face.width, face.height)))
         return cls(box, None if whole else face.score, probs)
 
+    @property
+    def confidence(self) -> float:
+        """The top probability."""
+        return float(self.probs.max())
+
     def ranked(self) -> np.ndarray:
         """Label indices, the most probable first; tied labels in label order (a stable
         sort: the default one may put the later of two tied labels first)."""
@@ -102,11 +111,25 @@ class ImageAnalysis:
     faces: list[FaceResult]  # largest first
     seconds: dict[str, float]  # decode, detect, crop, classify
     annotated_jpeg: bytes | None = None  # the image with boxes and labels, when asked
+    uncertain_below: float | None = None  # the threshold in effect (None: none)
+    calibrated: bool = False  # the probabilities went through the version's calibration
 
     @property
     def emotions(self) -> list[str]:
         """Each face's most probable label."""
         return [self.labels[int(f.ranked()[0])] for f in self.faces]
+
+    @property
+    def uncertain(self) -> list[bool | None]:
+        """Each face's flag: its top probability under the threshold (None: no threshold)."""
+        return [uncertain(f.confidence, self.uncertain_below) for f in self.faces]
+
+
+def threshold(opts_min: float | None, model: Classifier) -> float | None:
+    """The uncertain threshold of a request: its own, else the served calibration's."""
+    if opts_min is not None:
+        return opts_min
+    return model.calibration.uncertain_below if model.calibration is not None else None
 
 
 def _looks_like_crop(img: Decoded) -> bool:
@@ -163,6 +186,7 @@ class Analyzer:
             FaceResult.of(f, p, img.scale, found.whole)
             for f, p in zip(found.faces, found.probs, strict=True)
         ]
+        below = threshold(opts.min_confidence, model)
         return ImageAnalysis(
             width=img.original_width,
             height=img.original_height,
@@ -174,7 +198,9 @@ class Analyzer:
             faces_detected=0 if found.whole else found.detected,
             faces=faces,
             seconds={"decode": decoded - t0, **found.seconds},
-            annotated_jpeg=annotate(img, faces, model.labels) if opts.annotate else None,
+            annotated_jpeg=annotate(img, faces, model.labels, below) if opts.annotate else None,
+            uncertain_below=below,
+            calibrated=model.calibration is not None,
         )
 
     def classify(self, img: Decoded, opts: Options, model: Classifier) -> Found:
@@ -218,24 +244,29 @@ class Analyzer:
         return cropping.batch(img.gray, found, contract)
 
 
-def annotate(img: Decoded, faces: list[FaceResult], labels: list[str]) -> bytes:
-    """A JPEG of the decoded image with each face's box and label (as /predict rounds them)."""
+def annotate(
+    img: Decoded, faces: list[FaceResult], labels: list[str], below: float | None = None
+) -> bytes:
+    """A JPEG of the decoded image with each face's box and label (as /predict rounds them);
+    an uncertain face (top probability under ``below``) in amber, with "?" after its label."""
     canvas = cv2.cvtColor(img.rgb, cv2.COLOR_RGB2BGR)
     thick = max(1, round(max(img.rgb.shape[:2]) / 400))
     for f in faces:
         # The upload's box back in the decoded image's pixels.
         x, y, w, h = (round(v / img.scale) for v in (f.box.x, f.box.y, f.box.width, f.box.height))
-        cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 200, 0), thick)
+        unsure = uncertain(f.confidence, below)
+        color = (0, 160, 240) if unsure else (0, 200, 0)  # BGR: amber, green
+        cv2.rectangle(canvas, (x, y), (x + w, y + h), color, thick)
         top = int(f.ranked()[0])
         # The confidence as /predict answers it (4 decimals), then shown with 2.
-        text = f"{labels[top]} {round(float(f.probs[top]), 4):.2f}"
+        text = f"{labels[top]}{'?' if unsure else ''} {round(float(f.probs[top]), 4):.2f}"
         cv2.putText(
             canvas,
             text,
             (x, max(12, y - 4)),
             cv2.FONT_HERSHEY_SIMPLEX,
             0.4 * thick,
-            (0, 200, 0),
+            color,
             thick,
         )
     buf = io.BytesIO()

@@ -94,6 +94,13 @@ class Settings:
     flip_tta: bool = field(
         default=True, metadata={"doc": "average each face with its mirror image"}
     )
+    calibration: bool = field(
+        default=True,
+        metadata={
+            "doc": "apply the version's calibration (temperature, uncertain threshold); "
+            "false = the network's probabilities"
+        },
+    )
     reload_seconds: float = field(
         default=30.0,
         metadata={"doc": "check for a newer model version this often, s; 0 = only on SIGHUP"},

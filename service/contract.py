@@ -53,6 +53,17 @@ class FaceCrop:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """How the service turns the network's probabilities into confidences (metadata
+    "calibration", fitted by the trainer: trainer/calibration.py). A version without it
+    is served with its probabilities as they are and no uncertain threshold."""
+
+    temperature: float = 1.0  # softmax(log(p) / T) of the flip-TTA mean
+    uncertain_below: float | None = None  # a face whose top confidence is lower is uncertain
+    written: Mapping[str, Any] = field(default_factory=dict)  # as in the file
+
+
+@dataclass(frozen=True)
 class Headline:
     """One split's evaluation as /v1/models reports it (None where the export has none)."""
 
@@ -74,6 +85,7 @@ class Contract:
     signature: str = SIGNATURE
     metrics: Mapping[str, Headline] = field(default_factory=dict)  # by split
     created: str | None = None  # when the version was exported (ISO 8601)
+    calibration: Calibration | None = None  # None: served uncalibrated, as before it existed
 
     @classmethod
     def read(cls, folder: Path) -> Contract:
@@ -103,6 +115,7 @@ class Contract:
             signature=_string(meta, "signature", SIGNATURE),
             metrics=_metrics(_section(meta, "metrics")),
             created=created,
+            calibration=_calibration(meta.get("calibration")),
         )
 
 
@@ -160,6 +173,23 @@ def _face_crop(spec: dict) -> FaceCrop:
     if not isinstance(square, bool) or not _number(scale) or scale <= 0:
         raise ContractError(f"{METADATA}: face_crop {spec} needs a boolean square, a scale > 0")
     return FaceCrop(square, float(scale), spec)
+
+
+def _calibration(spec: Any) -> Calibration | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise ContractError(f'{METADATA}: "calibration" must be a JSON object')
+    t, below = spec.get("temperature"), spec.get("uncertain_below")
+    if not (isinstance(t, int | float) and _number(t) and 0 < t < float("inf")):
+        raise ContractError(f"{METADATA}: calibration.temperature {t!r} is not a number > 0")
+    if below is not None and not (
+        isinstance(below, int | float) and _number(below) and 0 <= below <= 1
+    ):
+        raise ContractError(
+            f"{METADATA}: calibration.uncertain_below {below!r} is not a number in [0, 1]"
+        )
+    return Calibration(float(t), None if below is None else float(below), spec)
 
 
 def _metrics(by_split: dict) -> dict[str, Headline]:

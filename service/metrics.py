@@ -52,6 +52,13 @@ BATCH_REQUESTS = Histogram(
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
 )
 PREDICTIONS = Counter("fer_predictions_total", "faces classified, by top emotion", ["emotion"])
+# Faces whose calibrated confidence is under the threshold in effect: a rising share means
+# traffic is drifting away from the faces the model knows (README, "Calibration").
+UNCERTAIN = Counter(
+    "fer_uncertain_predictions_total",
+    "faces classified with a confidence under the uncertain threshold, by top emotion",
+    ["emotion"],
+)
 ERRORS = Counter("fer_errors_total", "error responses by error code", ["code"])
 MODEL_INFO = Gauge(
     "fer_model_info",
@@ -91,13 +98,23 @@ VIDEO_STAGE = Histogram(
 )
 
 
-def observe_image(seconds: dict[str, float], emotions: list[str]) -> None:
-    """Record one image's stage timings (s), face count and each face's top emotion."""
+def observe_image(
+    seconds: dict[str, float], emotions: list[str], uncertain: list[bool | None] | None = None
+) -> None:
+    """Record one image's stage timings (s), face count and each face's top emotion, and
+    which of them were uncertain."""
     for stage, s in seconds.items():
         STAGE.labels(stage).observe(s)
     FACES.observe(len(emotions))
-    for emotion in emotions:
+    observe_faces(emotions, uncertain)
+
+
+def observe_faces(emotions: list[str], uncertain: list[bool | None] | None = None) -> None:
+    """Count classified faces by top emotion, and the uncertain ones."""
+    for emotion, unsure in zip(emotions, uncertain or [None] * len(emotions), strict=True):
         PREDICTIONS.labels(emotion).inc()
+        if unsure:
+            UNCERTAIN.labels(emotion).inc()
 
 
 def set_model(name: str, version: str, runtime: str, precision: str, ready: bool) -> None:

@@ -16,7 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from service.contract import Contract
+from service.calibration import temper
+from service.contract import Calibration, Contract
 
 log = logging.getLogger("service.model")
 # Batch sizes traced or compiled at warm-up; larger batches are cut into chunks of the last.
@@ -33,6 +34,11 @@ class Classifier(Protocol):
     runtime: str  # tensorflow, openvino (or what a fake calls itself)
     precision: str  # f32 or bf16: what the runtime computes in
     device: str  # CPU or GPU
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The calibration ``predict`` applies (None: its probabilities are the network's)."""
+        ...
 
     @property
     def contract(self) -> Contract:
@@ -55,12 +61,15 @@ class Classifier(Protocol):
     def load(self) -> None: ...
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
-        """[N, S, S, 3] uint8 faces to [N, len(labels)] probabilities."""
+        """[N, S, S, 3] uint8 faces to [N, len(labels)] probabilities (calibrated, where
+        ``calibration`` says so)."""
         ...
 
 
 class VersionClassifier:
-    """One model version run by some runtime: loading, warm-up, flip TTA and chunking.
+    """One model version run by some runtime: loading, warm-up, flip TTA, chunking and
+    calibration (the version's temperature, applied to the flip-TTA mean as it was fitted;
+    ``calibrate=False`` serves the network's probabilities, FER_CALIBRATION).
 
     A runtime subclass implements ``_open`` (make ``self.folder``'s SavedModel callable)
     and ``_call`` (one batch of uint8 faces to probabilities) and says whether batches
@@ -70,9 +79,9 @@ class VersionClassifier:
     runtime = "none"
     pad_to_buckets = False
 
-    def __init__(self, folder: Path, flip_tta: bool = True):
+    def __init__(self, folder: Path, flip_tta: bool = True, calibrate: bool = True):
         self.folder = Path(folder)
-        self.flip_tta = flip_tta
+        self.flip_tta, self.calibrate = flip_tta, calibrate
         self._contract: Contract | None = None
         self.ready, self.warm = False, False
         self.error: str | None = None
@@ -83,6 +92,10 @@ class VersionClassifier:
         if self._contract is None:
             raise RuntimeError(f"the model in {self.folder} is not loaded")
         return self._contract
+
+    @property
+    def calibration(self) -> Calibration | None:
+        return self.contract.calibration if self.calibrate else None
 
     @property
     def name(self) -> str:
@@ -155,6 +168,8 @@ class VersionClassifier:
             probs = np.concatenate([self._call(np.ascontiguousarray(c)) for c in chunks])
         if self.flip_tta:
             probs = (probs[:n] + probs[n:]) / 2.0
+        if (cal := self.calibration) is not None:
+            probs = temper(probs, cal.temperature)
         return probs
 
 

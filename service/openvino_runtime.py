@@ -114,8 +114,9 @@ class OpenVINOClassifier(VersionClassifier):
         precision: str = "auto",
         threads: int = 0,
         cache_dir: Path | None = None,
+        calibrate: bool = True,
     ):
-        super().__init__(folder, flip_tta)
+        super().__init__(folder, flip_tta, calibrate)
         self.device = "CPU"
         self._precision_setting, self.threads = precision, threads
         self.cache_dir = Path(cache_dir) if cache_dir else None

@@ -67,6 +67,7 @@ class ModelSlot:
             settings.threads_per_worker() if threads is None else threads,
             settings.flip_tta,
             Path(settings.cache_dir) if settings.cache_dir else None,
+            settings.calibration,
         )
         return cls(settings.model_dir, factory, settings.reload_seconds)
 

@@ -75,6 +75,7 @@ def models():
         preprocessing=contract.preprocessing.written,
         face_crop=contract.face_crop.written,
         created=contract.created,
+        calibration=_calibration(model),
         detector=state.detector.name,
         detector_runtime=state.detector.runtime,
         detector_precision=state.detector.precision,
@@ -86,13 +87,28 @@ def models():
     )
 
 
+def _calibration(model) -> dict | None:
+    """The calibration the live model applies (None: its probabilities are the network's)."""
+    cal = model.calibration
+    if cal is None:
+        return None
+    w = cal.written
+    return {
+        "method": w.get("method", "temperature"),
+        "temperature": cal.temperature,
+        "uncertain_below": cal.uncertain_below,
+        "coverage": w.get("coverage"),
+        "fitted_on": w.get("fitted_on"),
+    }
+
+
 @bp.post("/predict")
 def predict():
     state = current_state()
     data, raw = read_one(request)
     opts = parse_options(raw, state.settings.max_faces)
     analysis = state.analyzer.analyze(data, opts)
-    metrics.observe_image(analysis.seconds, analysis.emotions)
+    metrics.observe_image(analysis.seconds, analysis.emotions, analysis.uncertain)
     body = serialize.image(analysis, opts.top_k)
     g.log_extra = {"faces": len(analysis.faces), "timings_ms": body["timings_ms"]}
     return jsonify(body)
@@ -112,6 +128,6 @@ def predict_batch():
             metrics.ERRORS.labels(e.code).inc()
             results.append(serialize.batch_error(name, e))
         else:
-            metrics.observe_image(analysis.seconds, analysis.emotions)
+            metrics.observe_image(analysis.seconds, analysis.emotions, analysis.uncertain)
             results.append(serialize.batch_item(name, analysis, opts.top_k))
     return jsonify(results=results)

@@ -65,6 +65,7 @@ def classifier_factory(
     threads: int = 0,
     flip_tta: bool = True,
     cache_dir: Path | None = None,
+    calibrate: bool = True,
 ) -> Callable[[Path], VersionClassifier]:
     """A function from a version folder to an unloaded classifier of the chosen runtime."""
     chosen = choose(runtime)
@@ -75,10 +76,12 @@ def classifier_factory(
             raise RuntimeUnavailable("precision bf16 needs the openvino runtime (FER_RUNTIME)")
         from service.tf_runtime import TensorFlowClassifier
 
-        return lambda folder: TensorFlowClassifier(folder, flip_tta=flip_tta)
+        return lambda folder: TensorFlowClassifier(folder, flip_tta, calibrate)
     from service.openvino_runtime import OpenVINOClassifier
 
-    return lambda folder: OpenVINOClassifier(folder, flip_tta, precision, threads, cache_dir)
+    return lambda folder: OpenVINOClassifier(
+        folder, flip_tta, precision, threads, cache_dir, calibrate
+    )
 
 
 def make_classifier(
@@ -88,10 +91,11 @@ def make_classifier(
     threads: int = 0,
     flip_tta: bool = True,
     cache_dir: Path | None = None,
+    calibrate: bool = True,
 ) -> VersionClassifier:
     """A loaded classifier (benchmarks, tests, scripts) of ``model_dir``, a version folder
     or the highest complete version in it; check ``.ready`` / ``.error``."""
-    factory = classifier_factory(runtime, precision, threads, flip_tta, cache_dir)
+    factory = classifier_factory(runtime, precision, threads, flip_tta, cache_dir, calibrate)
     try:
         folder = resolve_version(Path(model_dir))
     except FileNotFoundError as e:

@@ -46,6 +46,19 @@ class Flag(fields.Boolean):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class Probability(fields.Float):
+    """A threshold on a probability: a number in [0, 1] (a JSON number or the text of one),
+    never a boolean, NaN or infinity."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_nan=False, validate=validate.Range(0, 1), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class PredictOptionsSchema(Schema):
     """Options of /predict and /predict/batch, from the query string, form or JSON body."""
 
@@ -59,6 +72,7 @@ class PredictOptionsSchema(Schema):
     detect = Flag(load_default=True, truthy=TRUE, falsy=FALSE)
     top_k = WholeNumber(load_default=3, validate=validate.Range(1, 100))
     annotate = Flag(load_default=False, truthy=TRUE, falsy=FALSE)
+    min_confidence = Probability(load_default=None, allow_none=False)
 
 
 predict_options = PredictOptionsSchema()
@@ -107,6 +121,7 @@ class VideoOptionsSchema(Schema):
     min_face_size = WholeNumber(load_default=0, validate=validate.Range(0, 10_000))
     top_k = WholeNumber(load_default=3, validate=validate.Range(1, 100))
     smoothing = fields.Float(load_default=0.0, validate=validate.Range(0, 60))
+    min_confidence = Probability(load_default=None, allow_none=False)
     stream = Flag(load_default=False, truthy=TRUE, falsy=FALSE)
 
     @validates_schema

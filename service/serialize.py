@@ -15,6 +15,7 @@ import base64
 import numpy as np
 
 from service.analyzer import Box, FaceResult, ImageAnalysis
+from service.calibration import uncertain
 from service.errors import APIError
 
 
@@ -23,11 +24,12 @@ def image(a: ImageAnalysis, top_k: int) -> dict:
     out: dict = {
         "width": a.width,
         "height": a.height,
-        "model": {"name": a.model_name, "version": a.model_version},
+        "model": model(a.model_name, a.model_version, a.calibrated),
+        "uncertain_below": a.uncertain_below,
         "detector": a.detector,
         "whole_image": a.whole_image,
         "faces_detected": a.faces_detected,
-        "faces": [face(f, a.labels, top_k) for f in a.faces],
+        "faces": [face(f, a.labels, top_k, a.uncertain_below) for f in a.faces],
     }
     if a.annotated_jpeg is not None:
         out["annotated_image"] = base64.b64encode(a.annotated_jpeg).decode("ascii")
@@ -35,8 +37,14 @@ def image(a: ImageAnalysis, top_k: int) -> dict:
     return out
 
 
-def face(f: FaceResult, labels: list[str], top_k: int) -> dict:
-    """One face: its box, the detector's score, the top ``top_k`` emotions, all probabilities."""
+def model(name: str, version: str, calibrated: bool) -> dict:
+    """Which model answered, and whether its probabilities are calibrated."""
+    return {"name": name, "version": version, "calibrated": calibrated}
+
+
+def face(f: FaceResult, labels: list[str], top_k: int, below: float | None = None) -> dict:
+    """One face: its box, the detector's score, the top ``top_k`` emotions, whether it is
+    uncertain under the threshold ``below`` (None: none in effect), all probabilities."""
     order = f.ranked()[:top_k]
     p = f.probs
     return {
@@ -44,6 +52,7 @@ def face(f: FaceResult, labels: list[str], top_k: int) -> dict:
         "detector_score": f.score,
         "emotion": labels[int(order[0])],
         "confidence": probability(p[order[0]]),
+        "uncertain": uncertain(p[order[0]], below),
         "top": [{"emotion": labels[int(i)], "probability": probability(p[i])} for i in order],
         "probabilities": probabilities(p, labels),
     }

@@ -22,8 +22,8 @@ class TensorFlowClassifier(VersionClassifier):
     runtime = "tensorflow"
     pad_to_buckets = True  # each new batch size would retrace the graph
 
-    def __init__(self, folder: Path, flip_tta: bool = True):
-        super().__init__(folder, flip_tta)
+    def __init__(self, folder: Path, flip_tta: bool = True, calibrate: bool = True):
+        super().__init__(folder, flip_tta, calibrate)
         self.precision = "f32"
         self._fn: Any = None
 

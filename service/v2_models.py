@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image
 
 from service import cropping, metrics
-from service.analyzer import Analyzer
+from service.analyzer import Analyzer, threshold
+from service.calibration import uncertain
 from service.config import Settings
 from service.contract import Preprocessing
 from service.errors import APIError, BadRequest, InvalidOptions, NotReady
@@ -128,13 +129,22 @@ def lookup(
 
 
 def metadata(served: Served, live: Classifier) -> dict:
+    cal = live.calibration
     return {
         "name": served.name,
         "versions": [live.version],
         "platform": served.platform,
         "inputs": served.inputs(live),
         "outputs": served.outputs(live),
-        "parameters": {"labels": list(live.labels), "input_size": live.input_size},
+        "parameters": {
+            "labels": list(live.labels),
+            "input_size": live.input_size,
+            # The probabilities outputs are calibrated (softmax(log(p) / T) of the flip-TTA
+            # mean) when this is true; a face is uncertain under uncertain_below.
+            "calibrated": cal is not None,
+            "temperature": cal.temperature if cal else None,
+            "uncertain_below": cal.uncertain_below if cal else None,
+        },
     }
 
 
@@ -201,8 +211,11 @@ def classify_faces(
     # already, and the batcher's point is to merge single photos' faces.
     probs = live.predict(batch) if len(batch) else np.zeros((0, len(live.labels)))
     metrics.STAGE.labels("classify").observe(time.perf_counter() - t0)
-    for p in probs:
-        metrics.PREDICTIONS.labels(live.labels[int(np.argmax(p))]).inc()
+    below = threshold(None, live)
+    metrics.observe_faces(
+        [live.labels[int(np.argmax(p))] for p in probs],
+        [uncertain(float(np.max(p)), below) for p in probs],
+    )
     return {PROBS: Tensor(PROBS, "FP32", np.asarray(probs, np.float32))}
 
 
@@ -229,7 +242,7 @@ def analyze_images(
     for i, data in enumerate(images):
         analysis = analyzer.analyze(bytes(data), opts, live)
         names = analysis.emotions  # /predict's ranking: the first of tied labels wins
-        metrics.observe_image(analysis.seconds, names)
+        metrics.observe_image(analysis.seconds, names, analysis.uncertain)
         for face, name in zip(analysis.faces, names, strict=True):
             index.append(i)
             boxes.append([face.box.x, face.box.y, face.box.width, face.box.height])

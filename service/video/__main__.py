@@ -72,7 +72,7 @@ def run(a: VideoAnalysis, args: argparse.Namespace, progress: bool = True) -> di
     with bar, _csv(args.csv, labels) as write_row:
         for f in a.frames():
             totals.add(f)
-            frames.append(results.frame(f, labels, a.opts.top_k))
+            frames.append(results.frame(f, labels, a.opts.top_k, a.below))
             for row in _rows(f, labels):
                 write_row(row)
             bar.update(1)

@@ -17,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from service.analyzer import Analyzer, Options
+from service.analyzer import Analyzer, Options, threshold
+from service.calibration import uncertain
 from service.detection import Face
 from service.errors import APIError, InvalidOptions, PayloadTooLarge, UnsupportedMediaType
 from service.imaging import Decoded, ImageTooLarge, to_gray
@@ -62,6 +63,7 @@ class VideoOptions:
     min_face_size: int = 0
     top_k: int = 3
     smoothing: float = 0.0  # time constant of each track's moving average, s; 0 = off
+    min_confidence: float | None = None  # uncertain threshold; None: the version's
 
 
 @dataclass(frozen=True)
@@ -118,22 +120,27 @@ class TrackSummary:
     last_time: float
     frames: int = 0
     prob_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    # (start, end, label index): consecutive analysed frames with the same emotion
+    # (start, end, label index, uncertain): consecutive analysed frames with the same
+    # emotion and the same uncertain flag (None: no threshold in effect)
     timeline: list[list] = field(default_factory=list)
 
     @property
     def mean(self) -> np.ndarray:
         return self.prob_sum / max(1, self.frames)
 
-    def add(self, t: float, span: float, probs: np.ndarray, label: int) -> None:
+    def add(
+        self, t: float, span: float, probs: np.ndarray, label: int, unsure: bool | None = None
+    ) -> None:
         self.frames += 1
         self.last_time = t
         self.prob_sum = probs.copy() if not len(self.prob_sum) else self.prob_sum + probs
         last = self.timeline[-1] if self.timeline else None
-        if last and last[2] == label and t <= last[1] + span / 2:  # no frame missed
+        # A stretch ends where the emotion changes, a frame is missed, or the face turns
+        # uncertain or certain again.
+        if last and last[2] == label and last[3] == unsure and t <= last[1] + span / 2:
             last[1] = t + span
         else:
-            self.timeline.append([t, t + span, label])
+            self.timeline.append([t, t + span, label, unsure])
 
 
 class VideoAnalysis:
@@ -160,6 +167,7 @@ class VideoAnalysis:
             raise
         self.truncated = False
         self.summaries: dict[int, TrackSummary] = {}
+        self.below = threshold(opts.min_confidence, model)  # the uncertain threshold
 
     def __enter__(self) -> VideoAnalysis:
         return self
@@ -290,7 +298,8 @@ class VideoAnalysis:
         labelled = found.probs if smoothed is None else smoothed
         for i, p, s in zip(ids, found.probs, labelled, strict=True):
             summary = self.summaries.setdefault(i, TrackSummary(i, t, t))
-            summary.add(t, interval, p, int(np.argmax(s)))
+            unsure = uncertain(float(np.max(s)), self.below)
+            summary.add(t, interval, p, int(np.argmax(s)), unsure)
         seconds = {**found.seconds, "track": time.perf_counter() - t1}
         return Frame(index, t, found.faces, ids, found.probs, smoothed, seconds)
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from service import serialize
 from service.analyzer import FaceResult
+from service.calibration import uncertain
 from service.video.analysis import Frame, TrackSummary, VideoAnalysis
 
 STAGES = ("decode", "detect", "crop", "classify", "track")
@@ -30,28 +31,31 @@ def header(a: VideoAnalysis) -> dict:
         "window": {"start": serialize.seconds(a.start), "end": serialize.seconds(a.end)},
         "fps": a.opts.fps,
         "smoothing": a.opts.smoothing,
-        "model": {"name": a.model.name, "version": a.model.version},
+        "model": serialize.model(a.model.name, a.model.version, a.model.calibration is not None),
+        "uncertain_below": a.below,
         "detector": a.analyzer.detector.name,
     }
 
 
-def frame(f: Frame, labels: list[str], top_k: int) -> dict:
-    """One analysed frame: its number, time and faces with their track ids."""
+def frame(f: Frame, labels: list[str], top_k: int, below: float | None = None) -> dict:
+    """One analysed frame: its number, time and faces with their track ids (each face
+    uncertain under the threshold ``below``, before and after smoothing)."""
     faces = []
     for i, box in enumerate(f.faces):
-        face = serialize.face(FaceResult.of(box, f.probs[i]), labels, top_k)
+        face = serialize.face(FaceResult.of(box, f.probs[i]), labels, top_k, below)
         entry = {"track_id": f.track_ids[i], **face}
         if f.smoothed is not None:
-            entry["smoothed"] = _label(f.smoothed[i], labels)
+            entry["smoothed"] = _label(f.smoothed[i], labels, below)
         faces.append(entry)
     return {"index": f.index, "time": serialize.seconds(f.time), "faces": faces}
 
 
-def _label(p: np.ndarray, labels: list[str]) -> dict:
+def _label(p: np.ndarray, labels: list[str], below: float | None) -> dict:
     k = int(np.argmax(p))
     return {
         "emotion": labels[k],
         "confidence": serialize.probability(p[k]),
+        "uncertain": uncertain(float(p[k]), below),
         "probabilities": serialize.probabilities(p, labels),
     }
 
@@ -67,8 +71,13 @@ def track(t: TrackSummary, labels: list[str]) -> dict:
         "dominant_emotion": labels[int(np.argmax(mean))],
         "mean_probabilities": serialize.probabilities(mean, labels),
         "timeline": [
-            {"start": serialize.seconds(start), "end": serialize.seconds(end), "emotion": labels[k]}
-            for start, end, k in t.timeline
+            {
+                "start": serialize.seconds(start),
+                "end": serialize.seconds(end),
+                "emotion": labels[k],
+                "uncertain": unsure,
+            }
+            for start, end, k, unsure in t.timeline
         ],
     }
 
@@ -105,5 +114,5 @@ def whole(a: VideoAnalysis, frames: Iterable[Frame]) -> dict:
     totals, out = Totals(), []
     for f in frames:
         totals.add(f)
-        out.append(frame(f, a.model.labels, a.opts.top_k))
+        out.append(frame(f, a.model.labels, a.opts.top_k, a.below))
     return {**header(a), "frames": out, **summary(a, totals)}

@@ -79,7 +79,7 @@ def _lines(a: VideoAnalysis, request_id: str) -> Iterator[str]:
         yield _line({"type": "video", **results.header(a), "frames_expected": a.expected_frames})
         for f in _observed(a):
             totals.add(f)
-            yield _line({"type": "frame", **results.frame(f, labels, a.opts.top_k)})
+            yield _line({"type": "frame", **results.frame(f, labels, a.opts.top_k, a.below)})
         yield _line({"type": "summary", **results.summary(a, totals)})
     except APIError as e:
         metrics.ERRORS.labels(e.code).inc()

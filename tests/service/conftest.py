@@ -59,6 +59,12 @@ class FakeModel:
         }
         return Contract.parse({**meta, **self.metadata}, self.labels)
 
+    @property
+    def calibration(self):
+        """The metadata's calibration, if a test gave it one (predict does not apply it:
+        the fake's probabilities stand for calibrated ones)."""
+        return self.contract.calibration
+
     def load(self) -> None:
         self.ready = self.warm = True
 

@@ -28,7 +28,10 @@ def test_multipart_returns_faces_largest_first_with_all_fields(client, model):
     assert r.status_code == 200
     body = r.json
     assert (body["width"], body["height"]) == (240, 160)
-    assert body["model"] == {"name": "fake", "version": "7"}
+    # A version without calibration: the network's probabilities, no uncertain threshold.
+    assert body["model"] == {"name": "fake", "version": "7", "calibrated": False}
+    assert body["uncertain_below"] is None
+    assert [f["uncertain"] for f in body["faces"]] == [None, None]
     assert [f["box"] for f in body["faces"]] == [
         {"x": 100, "y": 20, "width": 80, "height": 90},
         {"x": 10, "y": 10, "width": 40, "height": 40},

@@ -79,6 +79,31 @@ BROKEN = {
         'metadata.json: "test" must be a JSON object',
     ),
     "labels not a list": (GOOD, {"0": "angry"}, "labels.json must be a non-empty list"),
+    "calibration not an object": (
+        {**GOOD, "calibration": 0.6},
+        CLASSES,
+        'metadata.json: "calibration" must be a JSON object',
+    ),
+    "temperature zero": (
+        {**GOOD, "calibration": {"temperature": 0}},
+        CLASSES,
+        "metadata.json: calibration.temperature 0 is not a number > 0",
+    ),
+    "temperature a boolean": (
+        {**GOOD, "calibration": {"temperature": True}},
+        CLASSES,
+        "metadata.json: calibration.temperature True is not a number > 0",
+    ),
+    "no temperature": (
+        {**GOOD, "calibration": {"uncertain_below": 0.5}},
+        CLASSES,
+        "metadata.json: calibration.temperature None is not a number > 0",
+    ),
+    "threshold above 1": (
+        {**GOOD, "calibration": {"temperature": 0.6, "uncertain_below": 1.5}},
+        CLASSES,
+        "metadata.json: calibration.uncertain_below 1.5 is not a number in [0, 1]",
+    ),
 }
 
 

@@ -90,6 +90,8 @@ def analyses(draw) -> ImageAnalysis:
         faces=[FaceResult.of(f, draw(probabilities()), width / decoded[0], whole) for f in found],
         seconds=draw(stage_times(IMAGE_STAGES)),
         annotated_jpeg=draw(st.none() | st.binary(min_size=1, max_size=64)),
+        uncertain_below=draw(st.none() | st.floats(0, 1)),
+        calibrated=draw(st.booleans()),
     )
 
 
@@ -123,7 +125,8 @@ def tracks(draw, track_id: int) -> TrackSummary:
     span, t = draw(st.floats(1 / 30, 10)), draw(TIMES)
     track = TrackSummary(track_id, t, t)
     for _ in range(draw(st.integers(1, 6))):
-        track.add(t, span, draw(probabilities()), draw(st.integers(0, len(CLASSES) - 1)))
+        label, unsure = draw(st.integers(0, len(CLASSES) - 1)), draw(st.none() | st.booleans())
+        track.add(t, span, draw(probabilities()), label, unsure)
         t += span * draw(st.integers(1, 4))  # 2 or more: frames missed
     return track
 
@@ -140,6 +143,7 @@ class Video:
     analyzer: SimpleNamespace
     truncated: bool
     summaries: list[TrackSummary]
+    below: float | None  # the uncertain threshold
 
     def tracks(self) -> list[TrackSummary]:
         return self.summaries
@@ -161,10 +165,13 @@ def videos(draw) -> tuple[Video, list[Frame]]:
         start,
         end,
         opts,
-        model=SimpleNamespace(name=draw(TEXT), version=draw(TEXT), labels=list(CLASSES)),
+        model=SimpleNamespace(
+            name=draw(TEXT), version=draw(TEXT), labels=list(CLASSES), calibration=None
+        ),
         analyzer=SimpleNamespace(detector=SimpleNamespace(name="yunet")),
         truncated=draw(st.booleans()),
         summaries=[draw(tracks(i)) for i in sorted(ids)],
+        below=draw(st.none() | st.floats(0, 1)),
     )
     return video, draw(st.lists(frames(*size, smoothing > 0), max_size=4))
 

@@ -94,7 +94,7 @@ def test_every_container_gives_frames_tracks_and_summary(client, tmp_path, scrat
     assert (track["first_time"], track["last_time"], track["frames"]) == (0.0, 2.5, 6)
     assert track["dominant_emotion"] == "happy"
     assert sum(track["mean_probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
-    assert track["timeline"] == [{"start": 0.0, "end": 3.0, "emotion": "happy"}]
+    assert track["timeline"] == [{"start": 0.0, "end": 3.0, "emotion": "happy", "uncertain": None}]
     assert set(body["timings_ms"]) >= {"decode", "detect", "crop", "classify", "track", "total"}
     assert leftovers(scratch_root) == []
 
@@ -161,7 +161,9 @@ def test_smoothing_keeps_a_one_frame_flicker_out_of_the_label(client, tmp_path):
     assert faces[15]["emotion"] == "sad"  # the model's own answer is still there...
     assert {f["smoothed"]["emotion"] for f in faces} == {"happy"}  # ...but not the label
     assert 0.05 < faces[15]["smoothed"]["probabilities"]["sad"] < 0.7
-    assert smooth["tracks"][0]["timeline"] == [{"start": 0.0, "end": 3.0, "emotion": "happy"}]
+    assert smooth["tracks"][0]["timeline"] == [
+        {"start": 0.0, "end": 3.0, "emotion": "happy", "uncertain": None}
+    ]
 
 
 def test_a_window_analyses_only_that_part(client, tmp_path):
@@ -501,3 +503,25 @@ def test_a_planted_upload_folder_is_refused(make_client, tmp_path, scratch_root)
     client.unchecked = True  # a 500 (a server misconfiguration), not in the spec's shapes
     resp = post(client, one_blob(tmp_path / "c.avi"))
     assert resp.status_code == 500 and not list(elsewhere.iterdir())
+
+
+def test_uncertain_stretches_are_marked_in_the_timeline(client, tmp_path):
+    def flicker(i: int, frames: list[np.ndarray]) -> None:
+        if i == 15:
+            frames[i][frames[i] > 30] = SAD
+
+    clip = one_blob(tmp_path / "flicker.avi", change=flicker)
+    body = post(client, clip, "?fps=10&smoothing=1&min_confidence=0.65").get_json()
+    assert body["uncertain_below"] == 0.65
+    smoothed = [f["faces"][0]["smoothed"] for f in body["frames"]]
+    assert [s["uncertain"] for s in smoothed] == [s["confidence"] < 0.65 for s in smoothed]
+    timeline = body["tracks"][0]["timeline"]
+    # The flicker pulls the smoothed label's confidence under the threshold for a while.
+    assert [(s["emotion"], s["uncertain"]) for s in timeline] == [
+        ("happy", False),
+        ("happy", True),
+        ("happy", False),
+    ]
+    assert timeline[1]["start"] == 1.5
+    # The model's own answers are 0.7 sure: above the threshold, flicker or not.
+    assert {f["faces"][0]["uncertain"] for f in body["frames"]} == {False}
