@@ -47,13 +47,14 @@ def read_manifest(data: Path) -> list[dict]:
 
 
 def run_model(model_dir: Path, data: Path, rows: list[dict], want_crops: bool = False):
-    """The largest face's probabilities per photo (NaN where none is found), the labels
-    of the model, and the crops the model was given (with ``want_crops``)."""
+    """The largest face's probabilities per photo (NaN where none is found) as the network
+    gives them (calibration off), the labels of the model, the crops the model was given
+    (with ``want_crops``), and the runtime."""
     from service.analyzer import Options
     from service.cropping import batch as crop_batch
     from service.imaging import decode
 
-    analyzer = make_analyzer(model_dir)
+    analyzer = make_analyzer(model_dir, calibration=False)
     model = analyzer.models.current()
     labels = list(model.labels)
     probs = np.full((len(rows), len(labels)), np.nan, np.float32)
@@ -108,7 +109,31 @@ def scores(probs: np.ndarray, y: np.ndarray, labels: list[str]) -> dict:
 def evaluate(model_dir: Path, data: Path, rows: list[dict], want_crops: bool = False):
     probs, labels, crops, runtime = run_model(model_dir, data, rows, want_crops)
     res, y, agree = both_subsets(probs, rows, labels)
+    res["calibration"] = calibration_scores(probs, y, _calibration(model_dir))
     return res, labels, runtime, (crops, y, agree)
+
+
+def calibration_scores(probs: np.ndarray, y: np.ndarray, cal: dict | None) -> dict:
+    """ECE, NLL and Brier of the photos with a face, before and (for a calibrated version)
+    after its temperature, applied as the service applies it; with the reliability curves."""
+    from service.calibration import temper
+    from trainer import calibration
+
+    found = ~np.isnan(probs).any(axis=1)
+    p, y = probs[found], y[found]
+    out = {"before": calibration.scores(p, y)}
+    curves = {"before": calibration.reliability(p, y)}
+    if cal:
+        after = temper(p, cal["temperature"])
+        out["after"] = calibration.scores(after, y) | calibration.covered(
+            after, y, cal["uncertain_below"]
+        )
+        curves[f"after (T = {cal['temperature']:g})"] = calibration.reliability(after, y)
+    return {**out, "curves": curves}
+
+
+def _calibration(model_dir: Path) -> dict | None:
+    return json.loads((model_dir / "metadata.json").read_text()).get("calibration")
 
 
 def both_subsets(probs: np.ndarray, rows: list[dict], labels: list[str]):
@@ -120,6 +145,8 @@ def both_subsets(probs: np.ndarray, rows: list[dict], labels: list[str]):
 
 def print_rows(name: str, res: dict, labels: list[str]) -> None:
     for subset, r in res.items():
+        if subset == "calibration":
+            continue
         recalls = " ".join(f"{r['recall'].get(c, float('nan')):>8.3f}" for c in labels)
         print(
             f"{name:40} {subset:12} {r['images']:>6} {r['no_face']:>7} {r['accuracy']:>8.4f} "
@@ -128,14 +155,37 @@ def print_rows(name: str, res: dict, labels: list[str]) -> None:
         )
 
 
+def print_calibration(cal: dict) -> None:
+    for when in ("before", "after"):
+        if when in cal:
+            c = cal[when]
+            print(
+                f"{'':40} {when + ' calibration':24} ECE {c['ece']:.4f}  NLL {c['nll']:.4f}  "
+                f"Brier {c['brier']:.4f}  mean confidence {c['mean_confidence']:.4f}"
+                + (f"  not uncertain {c['coverage']:.1%}" if "coverage" in c else ""),
+                flush=True,
+            )
+
+
 def write(model_dir: Path, res: dict, labels: list[str], settings: dict) -> None:
     """Figures into the version: eval/tw_posed.{json,md}, metadata and model card."""
     out = model_dir / "eval"
     out.mkdir(exist_ok=True)
     record = {"set": "tw-posed", "measured_with": "python -m bench.cross_dataset", **settings}
-    (out / "tw_posed.json").write_text(json.dumps({**record, **res}, indent=2) + "\n")
-    table = markdown(res, labels)
-    (out / "tw_posed.md").write_text(f"## tw-posed (faces FER2013 never showed it)\n\n{table}\n")
+    cal = res["calibration"]
+    scores = {k: v for k, v in cal.items() if k != "curves"}
+    subsets = {k: v for k, v in res.items() if k != "calibration"}
+    (out / "tw_posed.json").write_text(
+        json.dumps({**record, **subsets, "calibration": scores}, indent=2) + "\n"
+    )
+    from trainer import figures, report
+
+    figures.reliability(cal["curves"], out / "reliability_tw_posed.png", "tw-posed")
+    table = markdown(subsets, labels)
+    (out / "tw_posed.md").write_text(
+        f"## tw-posed (faces FER2013 never showed it)\n\n{table}\n\n"
+        f"{report.calibration_table(scores)}\n\n![reliability](reliability_tw_posed.png)\n"
+    )
     meta_file = model_dir / "metadata.json"
     meta = json.loads(meta_file.read_text())
     a = res["all"]
@@ -147,6 +197,8 @@ def write(model_dir: Path, res: dict, labels: list[str], settings: dict) -> None
         "rater_agree_macro_recall": round(res["rater_agree"]["macro_recall"], 4),
         "recall": {c: round(v, 4) for c, v in a["recall"].items()},
     }
+    if "calibration" in meta and "after" in scores:
+        meta["calibration"]["scores"]["tw_posed"] = scores
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
     card = model_dir / "MODEL_CARD.md"
     if card.is_file():
@@ -161,7 +213,10 @@ def write(model_dir: Path, res: dict, labels: list[str], settings: dict) -> None
             "`python -m bench.cross_dataset`. A validation set: never trained on.\n\n"
             f"{table}\n"
         )
-        card.write_text(head.rstrip() + "\n" + section + (f"\n## {tail}" if tail else ""))
+        text = head.rstrip() + "\n" + section + (f"\n## {tail}" if tail else "")
+        if "calibration" in meta:
+            text = report.with_calibration_section(text, meta["calibration"])
+        card.write_text(text)
 
 
 def markdown(res: dict, labels: list[str]) -> str:
@@ -199,6 +254,7 @@ def main() -> None:
         want = args.crops is not None and i == 0
         res, labels, runtime, (crops, y, agree) = evaluate(model_dir, args.data, rows, want)
         print_rows(f"{model_dir} ({runtime['runtime']} {runtime['precision']})", res, labels)
+        print_calibration(res["calibration"])
         if args.write:
             write(model_dir, res, labels, {**runtime, "flip_tta": settings.flip_tta})
         if want:

@@ -31,6 +31,7 @@ def make_analyzer(
     runtime: str | None = None,
     threads: int = 0,
     detector: str | None = None,
+    calibration: bool | None = None,
 ):
     """The service's own Analyzer with the real model and detector, loaded and warm, and
     the service's settings (FER_* variables) unless told otherwise."""
@@ -44,6 +45,7 @@ def make_analyzer(
         "runtime": runtime or settings.runtime,
         "inference_threads": threads or settings.inference_threads,
         "detector": detector or settings.detector,
+        "calibration": settings.calibration if calibration is None else calibration,
         "yunet_model": str(YUNET) if YUNET.is_file() else "",
         "detector_score": 0.0,
         "batch": False,  # one caller thread: nothing to batch

@@ -73,6 +73,22 @@ def test_service_reads_contract_from_exported_metadata(tiny_model):
     assert served.labels == written.labels and served.input_size == written.input_size
     # The service maps every interpolation name the trainer writes.
     assert rules.resize_shrink in cropping._INTERP and rules.resize_enlarge in cropping._INTERP
+    # The calibration the trainer fitted is the one the service applies.
+    fitted = written.details["calibration"]
+    assert served.calibration is not None
+    assert served.calibration.temperature == fitted["temperature"]
+    assert served.calibration.uncertain_below == fitted["uncertain_below"]
+
+
+def test_trainer_and_service_temper_alike():
+    from service.calibration import temper as served
+    from trainer.calibration import temper as fitted
+
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.full(7, 0.3), 200).astype(np.float32)
+    p[:5, 0] = 0.0  # zeros stay zeros on both sides
+    for t in (0.3, 0.6004, 1.0, 4.0):
+        np.testing.assert_allclose(served(p, t), fitted(p, t), rtol=1e-5, atol=1e-7)
 
 
 def test_gray_conversion_is_pillow_luma_for_colour_uploads():

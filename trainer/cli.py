@@ -1,5 +1,5 @@
-"""``python -m trainer {eda,train,distill,evaluate,ensemble,adjust,candidate}``: arguments and error
-reporting."""
+"""``python -m trainer {eda,train,distill,evaluate,ensemble,adjust,candidate,calibrate}``:
+arguments and error reporting."""
 
 from __future__ import annotations
 
@@ -269,6 +269,16 @@ def _candidate_parser(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="models/candidates/<name>")
 
 
+def _calibrate_parser(sub) -> None:
+    p = _command(
+        sub,
+        "calibrate",
+        "fit an exported version's calibration (temperature, uncertain threshold) on its "
+        "validation split, in place; every export does this itself",
+    )
+    p.add_argument("model_dir", type=Path, help="models/<name>/<version>, a trained version")
+
+
 def _eda_parser(sub) -> None:
     p = _command(sub, "eda", "exploratory data analysis report")
     p.add_argument("data", type=Path, help="dataset root in a supported layout")
@@ -287,6 +297,7 @@ def parser() -> argparse.ArgumentParser:
     _ensemble_parser(sub)
     _adjust_parser(sub)
     _candidate_parser(sub)
+    _calibrate_parser(sub)
     return p
 
 
@@ -418,6 +429,7 @@ def _evaluate(args) -> None:
     )
     summary = {k: res[k] for k in ("model", "split", "images", "accuracy", "macro_f1", "dropped")}
     summary["recall"] = {k: v["recall"] for k, v in res["per_class"].items()}
+    summary["calibration"] = res["calibration"]
     print(json.dumps(summary, indent=2))
 
 
@@ -443,6 +455,18 @@ def _candidate(args) -> None:
     print(f"wrote {out} ({size:.1f} MB): --init-from {out} goes on from it")
 
 
+def _calibrate(args) -> None:
+    from trainer.report import calibration_table
+    from trainer.workflow import calibrate_command
+
+    cal = calibrate_command(args.model_dir)
+    print(
+        f"{args.model_dir}: temperature {cal['temperature']:g}, uncertain below "
+        f"{cal['uncertain_below']:g} (coverage {cal['coverage']:.1%} on the validation split)"
+    )
+    print(calibration_table(cal["scores"]))
+
+
 def _eda(args) -> None:
     from trainer.eda import run_eda
 
@@ -458,6 +482,7 @@ COMMANDS = {
     "ensemble": _ensemble,
     "adjust": _adjust,
     "candidate": _candidate,
+    "calibrate": _calibrate,
 }
 
 

@@ -1,4 +1,5 @@
-"""Figures for reports: training curves and confusion matrices (matplotlib, no display)."""
+"""Figures for reports: training curves, confusion matrices and reliability diagrams
+(matplotlib, no display)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,48 @@ def confusion(matrix: list[list[int]], labels: list[str], path: Path, title: str
                     fontsize=8,
                     color="white" if data[i, j] > top / 2 else "black",
                 )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def reliability(curves: dict[str, dict], path: Path, title: str) -> None:
+    """Reliability diagrams side by side, one per curve (``trainer.calibration.reliability``
+    results, by name: "before", "after"): accuracy against mean confidence per bin, the
+    diagonal being perfect calibration, each bin's share of the images below."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 5.2), squeeze=False)
+    for ax, (name, r) in zip(axes[0], curves.items(), strict=True):
+        count = np.asarray(r["count"], float)
+        bins = len(count)
+        edges = np.linspace(0, 1, bins + 1)
+        used = count > 0
+        ax.plot([0, 1], [0, 1], ls="--", color="gray", label="perfectly calibrated")
+        ax.bar(
+            edges[:-1][used],
+            np.asarray(r["accuracy"])[used],
+            width=1 / bins,
+            align="edge",
+            edgecolor="black",
+            alpha=0.7,
+            label="accuracy in the bin",
+        )
+        conf = np.asarray(r["confidence"])[used]
+        ax.plot(
+            conf,
+            np.asarray(r["accuracy"])[used],
+            "o",
+            color="C3",
+            label="bin (mean confidence, accuracy)",
+        )
+        share = count / max(count.sum(), 1)
+        ax.bar(edges[:-1], share * 0.25, width=1 / bins, align="edge", color="C2", alpha=0.4,
+               label="share of images (x0.25)")  # fmt: skip
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (top probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{title}: {name}, ECE {r['ece']:.3f}")
+        ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

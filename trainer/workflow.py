@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer import figures, report, run_folder
+from trainer import calibration, figures, report, run_folder
 from trainer.adjust import PriorAdjusted, Search, read_source, tune
 from trainer.config import TrainConfig
 from trainer.contract import ModelContract
@@ -130,6 +130,8 @@ def _finisher(
 
     def finish(exported: Exported, folder: Path) -> ModelContract:
         measured = _measure(exported, prep, folder)
+        if "val" in prep.splits:  # every version gets its calibration, as it is exported
+            measured = measured.with_details(calibration=calibrate(exported, prep, folder))
         if curves is not None and curves.exists():
             shutil.copyfile(curves, folder / curves.name)
         (folder / "MODEL_CARD.md").write_text(card(measured))
@@ -164,6 +166,48 @@ def _measure(exported: Exported, prep: Prepared, folder: Path) -> ModelContract:
                 res["confusion"], prep.classes, folder / f"confusion_{name}.png", f"{name} split"
             )
     return exported.contract.with_details(metrics=results)
+
+
+def calibrate(exported: Exported, prep: Prepared, folder: Path) -> dict:
+    """The version's calibration: temperature and uncertain threshold fitted on the
+    validation split with flip TTA (as the service answers), never on the test split;
+    scored before and after on both, with a reliability diagram each in ``folder``."""
+    val = prep.splits["val"]
+    probs = exported.predict(val.images, flip_tta=True)
+    fitted_on = {"split": "val", "images": len(val), "flip_tta": True}
+    cal = calibration.calibrate(probs, val.labels, fitted_on)
+    t = cal["temperature"]
+    _reliability(probs, val.labels, t, folder / "reliability_val.png", "val split")
+    if "test" in prep.splits:
+        test = prep.splits["test"]
+        probs = exported.predict(test.images, flip_tta=True)
+        cal["scores"]["test"] = calibration.before_after(
+            probs, test.labels, t, cal["uncertain_below"]
+        )
+        _reliability(probs, test.labels, t, folder / "reliability_test.png", "test split")
+    return cal
+
+
+def _reliability(probs: np.ndarray, y: np.ndarray, t: float | None, path: Path, title: str) -> None:
+    """Reliability diagrams of ``probs`` and, with a temperature, of them calibrated."""
+    curves = {"before" if t else "as served": calibration.reliability(probs, y)}
+    if t:
+        curves[f"after (T = {t:g})"] = calibration.reliability(calibration.temper(probs, t), y)
+    figures.reliability(curves, path, title)
+
+
+def calibrate_command(folder: Path) -> dict:
+    """Fit the calibration of an exported version that has none (or refit it), in place:
+    its metadata, reliability diagrams and the card's calibration section. The version's
+    network is untouched; the service applies the calibration when it next loads it."""
+    exported = load_exported(folder)
+    prep = _trained_splits(exported.contract, "the version was")
+    cal = calibrate(exported, prep, folder)
+    exported.contract.with_details(calibration=cal).write(folder)
+    card = folder / "MODEL_CARD.md"
+    if card.is_file():
+        card.write_text(report.with_calibration_section(card.read_text(), cal))
+    return cal
 
 
 def _init_meta(folder: Path) -> dict:
@@ -244,6 +288,15 @@ def evaluate_command(
     _check_same_classes(es.classes, exported.labels)
     probs = exported.predict(es.images, flip_tta=flip_tta)
     res = metrics(es.y, probs, exported.labels)
+    cal = exported.contract.details.get("calibration")
+    temperature: float | None = cal["temperature"] if cal else None
+    if cal and temperature:
+        below = cal.get("uncertain_below")
+        res["calibration"] = {"temperature": temperature} | calibration.before_after(
+            probs, es.y, temperature, below
+        )
+    else:
+        res["calibration"] = {"temperature": None, "before": calibration.scores(probs, es.y)}
     res.update(
         dropped=es.dropped,
         flip_tta=flip_tta,
@@ -252,7 +305,9 @@ def evaluate_command(
         model=f"{exported.contract.name}/{exported.contract.version}",
     )
     if out is not None:
-        _write_eval(res, exported.labels, out, title or f"{data.name} {split or 'all'}")
+        title = title or f"{data.name} {split or 'all'}"
+        _write_eval(res, exported.labels, out, title)
+        _reliability(probs, es.y, temperature, out / f"reliability_{_slug(title)}.png", title)
     return res
 
 
@@ -263,12 +318,18 @@ def _check_same_classes(classes: list[str], labels: list[str]) -> None:
 
 def _write_eval(res: dict, labels: list[str], out: Path, title: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    slug = "".join(c if c.isalnum() else "_" for c in title).strip("_").lower()
+    slug = _slug(title)
     (out / f"{slug}.json").write_text(json.dumps(res, indent=2) + "\n")
     figures.confusion(res["confusion"], labels, out / f"{slug}_confusion.png", title)
     md = (
         f"## {title}\n\n{res['images']} images, accuracy {res['accuracy']:.4f}, macro F1 "
         f"{res['macro_f1']:.4f}, flip TTA {'on' if res['flip_tta'] else 'off'}; dropped "
-        f"{res['dropped']}\n\n{markdown_table(res, labels)}\n"
+        f"{res['dropped']}\n\n{markdown_table(res, labels)}\n\n"
+        f"{report.calibration_table(res['calibration'])}\n\n"
+        f"![reliability](reliability_{slug}.png)\n"
     )
     (out / f"{slug}.md").write_text(md)
+
+
+def _slug(title: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in title).strip("_").lower()

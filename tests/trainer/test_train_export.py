@@ -85,6 +85,13 @@ def test_evaluate_command_reports_metrics_and_flip_tta(tiny_model, tiny_data, tm
     assert (tmp_path / "tiny_test_confusion.png").is_file()
     full = json.loads((tmp_path / "tiny_test.json").read_text())
     assert full["flip_tta"] is True and len(full["confusion"]) == 7
+    # The version's calibration, scored before and after on this set, with its diagram.
+    cal = summary["calibration"]
+    t = json.loads((tiny_model / "metadata.json").read_text())["calibration"]["temperature"]
+    assert cal["temperature"] == t and cal["before"]["images"] == 28
+    assert cal["after"]["accuracy"] == cal["before"]["accuracy"]  # no answer changes
+    assert (tmp_path / "reliability_tiny_test.png").is_file()
+    assert "ECE (15 bins)" in (tmp_path / "tiny_test.md").read_text()
 
 
 def test_evaluate_excludes_images_duplicated_in_training(tiny_model, tiny_data, tmp_path, capsys):
