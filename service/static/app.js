@@ -55,8 +55,16 @@ function drawResult(source, result) {
   drawFaces(ctx, result.faces, result.width, result.height, state.selected);
 }
 
-// Each face's box and label (track id, smoothed emotion where there is one); the video
-// tab draws its overlay with it too.
+// A face's label: track id, emotion, "?" when the answer is uncertain (its confidence is
+// under the model's threshold), confidence.
+function faceLabel(f) {
+  const shown = f.smoothed || f;
+  return `${f.track_id ? `#${f.track_id} ` : ""}${shown.emotion}${shown.uncertain ? "?" : ""} ` +
+    `${(shown.confidence * 100).toFixed(0)}%`;
+}
+
+// Each face's box and label (track id, smoothed emotion where there is one), dashed when
+// uncertain; the video tab draws its overlay with it too.
 function drawFaces(ctx, faces, width, height, selected = -1) {
   const line = Math.max(2, Math.round(Math.max(width, height) / 300));
   ctx.font = `${6 * line + 6}px system-ui, sans-serif`;
@@ -64,8 +72,10 @@ function drawFaces(ctx, faces, width, height, selected = -1) {
     const shown = f.smoothed || f, b = f.box, color = COLORS[shown.emotion] || "#12b76a";
     ctx.lineWidth = i === selected ? line * 2 : line;
     ctx.strokeStyle = color;
+    ctx.setLineDash(shown.uncertain ? [4 * line, 3 * line] : []);
     ctx.strokeRect(b.x, b.y, b.width, b.height);
-    const label = `${f.track_id ? `#${f.track_id} ` : ""}${shown.emotion} ${(shown.confidence * 100).toFixed(0)}%`;
+    ctx.setLineDash([]);
+    const label = faceLabel(f);
     const w = ctx.measureText(label).width + 2 * line, h = 6 * line + 10;
     const y = b.y >= h ? b.y - h : b.y + b.height;
     ctx.fillStyle = color;
@@ -81,9 +91,10 @@ function showFaces(result) {
     const li = document.createElement("li");
     const shown = f.smoothed || f;
     li.dataset.emotion = shown.emotion;
+    li.dataset.uncertain = String(Boolean(shown.uncertain));
     if (f.track_id) li.dataset.track = String(f.track_id);
-    li.textContent = `${f.track_id ? `#${f.track_id} ` : ""}${shown.emotion} ` +
-      `(${(shown.confidence * 100).toFixed(0)}%) at ${f.box.x},${f.box.y}`;
+    li.textContent = `${faceLabel(f)} at ${f.box.x},${f.box.y}` +
+      (shown.uncertain ? " (uncertain)" : "");
     li.className = i === state.selected ? "selected" : "";
     li.onclick = () => { state.selected = i; render(); };
     return li;
@@ -183,7 +194,7 @@ async function loop() {
     try {
       const result = await predict(blob, { max_faces: 5, top_k: 7 }, "image/jpeg");
       if (!state.running) break;
-      state.tracker.update(result.faces, performance.now() / 1000);
+      state.tracker.update(result.faces, performance.now() / 1000, result.uncertain_below);
       Object.assign(state, { result, source: grab, selected: 0 });
       render();
       record(result);
@@ -202,7 +213,9 @@ function record(result) {
   state.frames += 1;
   document.body.dataset.liveFrames = String(state.frames);
   const now = performance.now() / 1000, face = result.faces[0];
-  state.timeline.push({ t: now, emotion: face ? (face.smoothed || face).emotion : null });
+  const shown = face ? face.smoothed || face : null;
+  state.timeline.push({ t: now, emotion: shown ? shown.emotion : null,
+                        uncertain: Boolean(shown && shown.uncertain) });
   state.timeline = state.timeline.filter((s) => now - s.t <= TIMELINE_SECONDS);
   $("cam-stats").textContent =
     `${(1000 / Math.max(state.lastMs, 1000 / MAX_FPS)).toFixed(1)} frames/s, ${state.lastMs.toFixed(0)} ms per frame`;
@@ -217,7 +230,9 @@ function drawTimeline(now) {
   state.timeline.forEach((s, i) => {
     const next = state.timeline[i + 1];
     ctx.fillStyle = s.emotion ? COLORS[s.emotion] : "#e4e7ec";
+    ctx.globalAlpha = s.uncertain ? 0.35 : 1;  // uncertain stretches are pale
     ctx.fillRect(x(s.t), 4, Math.max(2, (next ? x(next.t) : c.width) - x(s.t)), c.height - 8);
+    ctx.globalAlpha = 1;
   });
 }
 

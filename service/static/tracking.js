@@ -14,8 +14,10 @@ class FaceTracker {
     Object.assign(this, { maxMissed, gate, tau, nextId: 1, tracks: [] });
   }
 
-  // Adds track_id and smoothed ({emotion, confidence, probabilities}) to each face.
-  update(faces, t) {
+  // Adds track_id and smoothed ({emotion, confidence, uncertain, probabilities}) to each
+  // face; uncertain: the smoothed confidence is under the answer's threshold (null: none).
+  update(faces, t, uncertainBelow = null) {
+    this.below = uncertainBelow;
     const pairs = [];
     this.tracks.forEach((tr, ti) => faces.forEach((f, fi) => {
       const side = Math.sqrt(tr.box.width * tr.box.height);
@@ -65,7 +67,9 @@ class FaceTracker {
   label(tr, face) {
     const [emotion, confidence] = Object.entries(tr.probs).reduce((a, b) => (b[1] > a[1] ? b : a));
     face.track_id = tr.id;
-    face.smoothed = { emotion, confidence, probabilities: { ...tr.probs } };
+    // As the service compares: the confidence to 4 decimals (service/calibration.py).
+    const uncertain = this.below == null ? null : Math.round(confidence * 1e4) / 1e4 < this.below;
+    face.smoothed = { emotion, confidence, uncertain, probabilities: { ...tr.probs } };
   }
 }
 

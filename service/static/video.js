@@ -140,7 +140,9 @@ function drawChart() {
     ctx.fillText(`#${t.track_id}`, 2, y + row - 4);
     t.timeline.forEach((s) => {
       ctx.fillStyle = COLORS[s.emotion] || "#12b76a";
+      ctx.globalAlpha = s.uncertain ? 0.35 : 1;  // uncertain stretches are pale
       ctx.fillRect(x(s.start), y + 2, Math.max(2, x(s.end) - x(s.start)), row - 4);
+      ctx.globalAlpha = 1;
     });
   });
   ctx.fillStyle = "#1d2330";

@@ -105,6 +105,29 @@ def test_upload_draws_box_label_and_bars(page, astronaut, tmp_path):
     shot(page, "upload")
 
 
+def test_an_uncertain_face_is_drawn_dashed_with_a_question_mark(page, astronaut, tmp_path):
+    photo = tmp_path / "astronaut.jpg"
+    photo.write_bytes(jpeg_bytes(astronaut))
+    page.set_input_files("#file", str(photo))
+    page.wait_for_selector("#faces li")
+    # The tiny model is calibrated (every export is): its answer says certain or not.
+    assert page.evaluate("typeof state.result.faces[0].uncertain") == "boolean"
+    box = page.evaluate("state.result.faces[0].box")
+    for flag in ("false", "true"):
+        page.evaluate(f"state.result.faces[0].uncertain = {flag}; render()")
+        item = page.locator("#faces li").first
+        assert item.get_attribute("data-uncertain") == flag
+        assert ("?" in item.text_content()) == (flag == "true")
+        # Down the box's left edge: a solid line is drawn everywhere, a dashed one in part.
+        edge = [pixel(page, box["x"] + 1, box["y"] + y)[:3] for y in range(4, box["height"] - 4)]
+        color = page.evaluate("COLORS[state.result.faces[0].emotion]")
+        rgb = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+        drawn = [all(abs(a - b) <= 40 for a, b in zip(px, rgb, strict=True)) for px in edge]
+        share = sum(drawn) / len(drawn)
+        assert share > 0.95 if flag == "false" else 0.3 < share < 0.8, share
+    shot(page, "uncertain")
+
+
 def test_no_face_and_not_an_image_messages(page, tmp_path):
     sky = np.zeros((480, 640, 3), np.uint8)
     sky[:] = (90, 140, 220)
