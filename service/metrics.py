@@ -53,7 +53,8 @@ BATCH_REQUESTS = Histogram(
 )
 PREDICTIONS = Counter("fer_predictions_total", "faces classified, by top emotion", ["emotion"])
 # Faces whose calibrated confidence is under the threshold in effect: a rising share means
-# traffic is drifting away from the faces the model knows (README, "Calibration").
+# traffic is drifting away from the faces the model knows (README, "Calibrated
+# confidences and the uncertain flag").
 UNCERTAIN = Counter(
     "fer_uncertain_predictions_total",
     "faces classified with a confidence under the uncertain threshold, by top emotion",

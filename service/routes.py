@@ -75,7 +75,7 @@ def models():
         preprocessing=contract.preprocessing.written,
         face_crop=contract.face_crop.written,
         created=contract.created,
-        calibration=_calibration(model),
+        calibration=serialize.calibration(model.calibration),
         detector=state.detector.name,
         detector_runtime=state.detector.runtime,
         detector_precision=state.detector.precision,
@@ -85,21 +85,6 @@ def models():
         precision=model.precision,
         batching=state.settings.batch,
     )
-
-
-def _calibration(model) -> dict | None:
-    """The calibration the live model applies (None: its probabilities are the network's)."""
-    cal = model.calibration
-    if cal is None:
-        return None
-    w = cal.written
-    return {
-        "method": w.get("method", "temperature"),
-        "temperature": cal.temperature,
-        "uncertain_below": cal.uncertain_below,
-        "coverage": w.get("coverage"),
-        "fitted_on": w.get("fitted_on"),
-    }
 
 
 @bp.post("/predict")

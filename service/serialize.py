@@ -16,6 +16,7 @@ import numpy as np
 
 from service.analyzer import Box, FaceResult, ImageAnalysis
 from service.calibration import uncertain
+from service.contract import Calibration
 from service.errors import APIError
 
 
@@ -55,6 +56,21 @@ def face(f: FaceResult, labels: list[str], top_k: int, below: float | None = Non
         "uncertain": uncertain(p[order[0]], below),
         "top": [{"emotion": labels[int(i)], "probability": probability(p[i])} for i in order],
         "probabilities": probabilities(p, labels),
+    }
+
+
+def calibration(cal: Calibration | None) -> dict | None:
+    """The calibration a model applies, as /v1/models shows it (None: the network's
+    probabilities are served as they are)."""
+    if cal is None:
+        return None
+    w = cal.written
+    return {
+        "method": w.get("method", "temperature"),
+        "temperature": cal.temperature,
+        "uncertain_below": cal.uncertain_below,
+        "coverage": w.get("coverage"),
+        "fitted_on": w.get("fitted_on"),
     }
 
 
