@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bench.cross_dataset import both_subsets, markdown, scores, write
+from bench.cross_dataset import both_subsets, calibration_scores, markdown, scores, write
 from tests.conftest import CLASSES, copy_tree
 
 
@@ -43,6 +43,8 @@ def test_write_records_the_figures_in_the_version_and_replaces_its_own_section(
     probs = np.eye(7, dtype=np.float32)[(y + (np.arange(14) >= 7)) % 7]  # half right
     rows = [{"label": CLASSES[k], "rater_agree": "True"} for k in y]
     res, _, _ = both_subsets(probs, rows, CLASSES)
+    fitted = json.loads((folder / "metadata.json").read_text())["calibration"]
+    res["calibration"] = calibration_scores(probs, y, fitted)
     settings = {"runtime": "openvino", "precision": "f32", "flip_tta": True}
     card_before = (folder / "MODEL_CARD.md").read_text()
     for _ in range(2):  # twice: the section is replaced, not repeated
@@ -53,8 +55,15 @@ def test_write_records_the_figures_in_the_version_and_replaces_its_own_section(
     assert tw["rater_agree_accuracy"] == 0.5 and set(tw["recall"]) == set(CLASSES)
     assert {"val", "test"} <= set(meta["metrics"])  # the trainer's figures stay
     card = (folder / "MODEL_CARD.md").read_text()
-    assert card.startswith(card_before.rstrip()) and card.count("## Faces FER2013 never") == 1
-    assert markdown(res, CLASSES) in card and "openvino f32, flip TTA True" in card
+    head = card_before.partition("## Calibration")[0].rstrip()
+    assert card.startswith(head) and card.count("## Faces FER2013 never") == 1
+    subsets = {k: v for k, v in res.items() if k != "calibration"}
+    assert markdown(subsets, CLASSES) in card and "openvino f32, flip TTA True" in card
+    # Its calibration scores join the version's, in the metadata and the card's section.
+    tw_cal = meta["calibration"]["scores"]["tw_posed"]
+    assert tw_cal["before"]["images"] == 14 and "coverage" in tw_cal["after"]
+    assert card.count("## Calibration") == 1 and "| tw_posed | calibrated |" in card
+    assert (folder / "eval" / "reliability_tw_posed.png").is_file()
     saved = json.loads((folder / "eval" / "tw_posed.json").read_text())
     assert saved["all"]["accuracy"] == 0.5 and saved["set"] == "tw-posed"
 

@@ -322,7 +322,7 @@ def _contract(contract: ModelContract) -> str:
 
 
 def _calibration(meta: Mapping[str, Any]) -> str:
-    return "\n" + calibration_section(meta["calibration"]) if "calibration" in meta else ""
+    return calibration_section(meta["calibration"]) + "\n" if "calibration" in meta else ""
 
 
 def _limits(meta: Mapping[str, Any]) -> str:
@@ -393,8 +393,7 @@ training machine.
 ## Metrics
 
 {_metrics_section(contract)}
-{_calibration(meta)}
-{_limits(meta)}"""
+{_calibration(meta)}{_limits(meta)}"""
 
 
 def ensemble_card(contract: ModelContract) -> str:
@@ -435,5 +434,4 @@ min (epochs only).
 ## Metrics
 
 {_metrics_section(contract)}
-{_calibration(meta)}
-{_limits(meta)}"""
+{_calibration(meta)}{_limits(meta)}"""

@@ -93,6 +93,7 @@ def test_prometheus_scrapes_requests_and_stages(tiny_model, yunet_path, astronau
                 "FerApiDown",
                 "FerModelNotReady",
                 "FerHighErrorRate",
+                "FerManyUncertainAnswers",
                 "FerHighLatencyP95",
             }
         finally:

@@ -309,11 +309,14 @@ def test_ensemble_is_a_new_version_returning_the_members_mean(tiny_model, tiny_d
     import shutil
 
     shutil.rmtree(tmp_path / "m2")
+    from service.calibration import temper
+
+    t = meta["calibration"]["temperature"]  # fitted for the ensemble, as for any export
     for runtime in RUNTIMES:
         clf = make_classifier(models / "emotion", runtime, precision="f32", flip_tta=False)
         assert clf.ready and clf.version == "1", clf.error
         got = clf.predict(x.numpy())
-        np.testing.assert_allclose(got, (a + b) / 2, atol=1e-5, err_msg=runtime)
+        np.testing.assert_allclose(got, temper((a + b) / 2, t), atol=1e-5, err_msg=runtime)
 
 
 def test_ensemble_refuses_members_that_do_not_fit(tiny_model, tmp_path, capsys):
