@@ -39,8 +39,9 @@ import cv2
 import numpy as np
 
 from bench.images import SETS, SHARED
-from bench.loadgen import Load
-from bench.pipeline import make_analyzer, measure
+from bench.loadgen import Load, summary
+from bench.machine import header
+from bench.pipeline import make_analyzer, measure, percentiles
 from bench.server import ROOT, serve
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -146,15 +147,17 @@ def served(model_dir: Path, clients: int):
         ) as (url, _, _),
     ):
 
-        def rate(bodies: list[bytes], path: str, seconds: float) -> float:
-            Load(url, bodies, concurrency=clients, duration=1, path=path).run()  # warm-up
+        def rate(bodies: list[bytes], path: str, seconds: float) -> dict:
+            # Warm the workers' processes with the set's first image only: the other sizes
+            # are met while measured, as a service meets them.
+            Load(url, bodies[:1], concurrency=clients, duration=1, path=path).run()
             t0 = time.perf_counter()
             calls = Load(url, bodies, concurrency=clients, duration=seconds, path=path).run()
             elapsed = time.perf_counter() - t0
             failed = [c.status for c in calls if not c.ok]
             if failed:
                 raise SystemExit(f"served: {len(failed)} of {len(calls)} failed: {failed[:5]}")
-            return len(calls) / elapsed
+            return summary(calls, elapsed)
 
         kind = (
             f"gthread, {settings.threads} threads each"  # gunicorn_conf: threads only there
@@ -174,8 +177,12 @@ def compare_speed(
     # The service's settings (FER_FLIP_TTA among them), so both rows of ours do the same work.
     analyzer = make_analyzer(model_dir, threads=threads)
     lib = FerLibrary(True)
+    print(header(analyzer.models.current().precision))
     with served(model_dir, clients) as served_rate:
-        print(f"\n{'set':8} {'library':13} {'images/s':>9} {'faces/image':>11} {'ours/fer':>8}")
+        print(
+            f"\n{'set':8} {'library':13} {'images/s':>9} {'faces/image':>11} {'ours/fer':>8} "
+            f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}"
+        )
         for name in sets:
             _compare_set(name, lib, analyzer, served_rate, seconds)
 
@@ -184,27 +191,33 @@ def _compare_set(name: str, lib: FerLibrary, analyzer, served_rate, seconds: flo
     """One image set: fer, ours in process, then ours served (when it is)."""
     bodies = SETS[name]()
     detect = name != "crops"
-    for body in bodies[:3]:
-        lib.analyze(body, detect)
-    n, faces, t0 = 0, 0, time.perf_counter()
+    lib.analyze(bodies[0], detect)
+    n, faces, ms, t0 = 0, 0, [], time.perf_counter()
     while time.perf_counter() - t0 < seconds:
+        t1 = time.perf_counter()
         faces += lib.analyze(bodies[n % len(bodies)], detect)
+        ms.append((time.perf_counter() - t1) * 1000)
         n += 1
     fer_rate = n / (time.perf_counter() - t0)
     r = measure(analyzer, bodies, detect=detect, seconds=seconds)
-    print(f"{name:8} {'fer':13} {fer_rate:>9.2f} {faces / n:>11.2f}")
+    print(f"{name:8} {'fer':13} {fer_rate:>9.2f} {faces / n:>11.2f} {'':>8} {_ms(percentiles(ms))}")
     print(
         f"{name:8} {'ours':13} {r['images_per_s']:>9.2f} {r['faces_per_image']:>11.2f} "
-        f"{r['images_per_s'] / fer_rate:>8.2f}",
+        f"{r['images_per_s'] / fer_rate:>8.2f} {_ms(r)}",
         flush=True,
     )
     if served_rate is not None:
         path = "/predict" if detect else "/predict?detect=false"
-        rate = served_rate(bodies, path, seconds)
+        s = served_rate(bodies, path, seconds)
         print(
-            f"{name:8} {'ours, served':13} {rate:>9.2f} {'':>11} {rate / fer_rate:>8.2f}",
+            f"{name:8} {'ours, served':13} {s['rps']:>9.2f} {'':>11} {s['rps'] / fer_rate:>8.2f} "
+            f"{_ms(s)}",
             flush=True,
         )
+
+
+def _ms(r: dict) -> str:
+    return " ".join(f"{r[f'p{q}_ms']:>8.1f}" for q in (50, 90, 99))
 
 
 def main() -> None:
@@ -217,7 +230,7 @@ def main() -> None:
         help="a version folder (default: the highest under models/emotion)",
     )
     p.add_argument("--seconds", type=float, default=10.0, help="per image set and library")
-    p.add_argument("--sets", default="single,multi,phone,crops")
+    p.add_argument("--sets", default="single,multi,phone,crops,varied,fixed")
     p.add_argument("--skip", choices=("accuracy", "speed"), help="run only the other half")
     p.add_argument(
         "--threads",

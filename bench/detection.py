@@ -11,6 +11,11 @@ matches no face is a false positive. Speed: each backend detects the same photos
 alternating in rounds, one thread (the service's default per worker here). The bf16 rows
 are YuNet as the service runs it where the CPU computes bf16 natively: its threshold
 lowered by ``BF16_SCORE_MARGIN`` (service/detection/yunet_openvino.py).
+
+Varied sizes: the 60 photos of bench.images' varied set (long side 240-2400 px, aspect
+1:2 to 2:1), decoded as the service decodes uploads, each detector meeting every size in
+turn, as a service meets real clients' photos: ms per photo (mean, p50, p90, p99), and
+each backend's boxes against OpenCV's on them.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from bench.images import SHARED, single_face_jpeg
+from bench.images import SHARED, single_face_jpeg, varied_jpegs
+from bench.machine import header
 from bench.server import YUNET
 from service.detection import Face, YuNetDetector, YuNetOpenVINODetector
 from service.imaging import decode
@@ -99,17 +105,47 @@ def _key(f: Face) -> tuple:
 
 def speed(detectors: dict, images: list[np.ndarray], seconds: float) -> dict[str, float]:
     """Mean ms per image of each detector, measured in alternating rounds."""
-    total = dict.fromkeys(detectors, 0.0)
-    count = dict.fromkeys(detectors, 0)
+    return {k: float(np.mean(v)) for k, v in timings(detectors, images, seconds).items()}
+
+
+def timings(detectors: dict, images: list[np.ndarray], seconds: float) -> dict[str, list[float]]:
+    """Every call's ms, per detector, measured in alternating rounds over all the images."""
+    ms: dict[str, list[float]] = {k: [] for k in detectors}
     t_end = time.perf_counter() + seconds * len(detectors)
     while time.perf_counter() < t_end:
         for name, det in detectors.items():
             for img in images:
                 t = time.perf_counter()
                 det.detect(img)
-                total[name] += time.perf_counter() - t
-                count[name] += 1
-    return {k: 1000 * total[k] / count[k] for k in detectors}
+                ms[name].append(1000 * (time.perf_counter() - t))
+    return ms
+
+
+def varied(detectors: dict, seconds: float) -> None:
+    """Speed and boxes on photos of many sizes (bench.images' varied set)."""
+    from bench.pipeline import percentiles
+    from service.config import Settings
+
+    photos = [decode(b, 10**9, Settings().decode_max_side).rgb for b in varied_jpegs()]
+    ms = timings(detectors, photos, seconds)
+    print(f"\nvaried sizes: {len(photos)} photos, long side 240-2400 px, aspect 1:2 to 2:1")
+    print(f"{'backend':19} {'mean ms':>8} {'p50':>7} {'p90':>7} {'p99':>7} {'x opencv':>8}")
+    ref = float(np.mean(ms["opencv 640"]))
+    for name, v in ms.items():
+        p = percentiles(v)
+        print(
+            f"{name:19} {np.mean(v):>8.2f} {p['p50_ms']:>7.2f} {p['p90_ms']:>7.2f} "
+            f"{p['p99_ms']:>7.2f} {ref / np.mean(v):>8.2f}",
+            flush=True,
+        )
+    with_truth = [(img, []) for img in photos]
+    for name, det in detectors.items():
+        if name != "opencv 640" and name.endswith(" 640"):
+            differ, worst = same_boxes(detectors["opencv 640"], det, with_truth)
+            print(
+                f"{name} vs opencv 640 on varied sizes: {differ} photos with another face "
+                f"count, largest box difference elsewhere {worst:.0f} px"
+            )
 
 
 def main() -> None:
@@ -118,8 +154,10 @@ def main() -> None:
     p.add_argument("--photos", type=int, default=120)
     p.add_argument("--seconds", type=float, default=5.0, help="per backend")
     p.add_argument("--max-side", type=int, action="append", help="detection sizes (640)")
+    p.add_argument("--skip-varied", action="store_true", help="not the varied sizes")
     args = p.parse_args()
     cv2.setNumThreads(1)
+    print(header() + "; one thread each")
     sides = args.max_side or [640]
     dets = {"opencv 640": YuNetDetector(YUNET, 0.7, 640)}
     for side in sides:

@@ -107,6 +107,7 @@ def summary(calls: list[Call], seconds: float) -> dict:
         "requests": len(calls),
         "rps": round(len(ok) / seconds, 2) if seconds > 0 else 0.0,
         "p50_ms": pct(50),
+        "p90_ms": pct(90),
         "p95_ms": pct(95),
         "p99_ms": pct(99),
         "mean_ms": round(statistics.fmean(ok), 1) if ok else float("nan"),

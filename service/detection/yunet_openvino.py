@@ -11,8 +11,6 @@ is lowered by a measured margin so that no face f32 would find is lost.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +23,21 @@ STRIDES = (8, 16, 32)
 DIVISOR = 32  # the network's input sides must be multiples of its largest stride
 NMS_IOU, TOP_K = 0.3, 5000  # FaceDetectorYN's values in service.detection.yunet_opencv
 OUTPUTS = [f"{k}_{s}" for k in ("cls", "obj", "bbox") for s in STRIDES]
-# The network compiled for each padded input size it meets: OpenVINO runs a static shape
-# 10-15% faster than the dynamic one (measured: 6.8 vs 7.4 ms at 640x480, one thread),
-# which took the detect stage from 1.8x to 2.1x OpenCV's. A new size compiles in about
-# 70 ms, once per worker; the most recent MAX_SHAPES stay compiled. Photos downscaled to
-# 640 px come in a handful of sizes: the commonest are compiled at start.
-MAX_SHAPES = 16
-WARM_SHAPES = ((480, 640), (640, 480))  # 4:3 landscape and portrait (phones, webcams)
+# Every network the detector runs is compiled before the first request: a request never
+# waits for a compilation (70-300 ms), whatever the size of its photo. The sizes most
+# photos pad to once downscaled to 640 px (4:3, 3:2 and 16:9 both ways, and square) each
+# get a network compiled for exactly that shape, which OpenVINO runs 10-15% faster than a
+# dynamic one (measured: 6.8 vs 7.4 ms at 640x480, one thread); every other size runs on
+# one network compiled for any shape up to the largest padded side. Before, each new size
+# was compiled on the request path and the latest 16 kept: photos of varied sizes (phones,
+# screenshots, crops) recompiled all the time, which made detection 4-5x slower than
+# OpenCV's on such traffic (issue #35). The dynamic network still prepares each new shape
+# the first time it meets it (about 12 ms here, then cached by OpenVINO), so it is run at
+# start on every shape a photo larger than max_side pads to (the long side at max_side:
+# 39 shapes at 640, about 1 s per worker); a smaller upload's shape pays it once per worker.
+STATIC_SHAPES = (
+    (480, 640), (640, 480), (448, 640), (640, 448), (384, 640), (640, 384), (640, 640),
+)  # fmt: skip
 # In bf16 the network's scores move by up to 0.023 from f32's (p99 0.018; boxes by up to
 # 4 px) over the 404 faces of python -m bench.detection, so a face just above the
 # threshold in f32 can fall below it: one of the 404 did at 0.7. Lowered by this margin,
@@ -55,7 +61,8 @@ class _Net:
 
 
 class YuNetOpenVINODetector:
-    """The YuNet ONNX file compiled by OpenVINO for each input size it is given."""
+    """The YuNet ONNX file compiled by OpenVINO at start: for each of STATIC_SHAPES, and
+    once for any other size."""
 
     name = "yunet"
     runtime = "openvino"
@@ -76,12 +83,19 @@ class YuNetOpenVINODetector:
         self.score, self.max_side = score, max_side
         self.precision = resolve_precision(precision)
         self._threshold = score - BF16_SCORE_MARGIN if self.precision == "bf16" else score
-        self._model = _rgb_uint8_input(core().read_model(str(model_path)))
-        self._config = cpu_config(self.precision, threads)
-        self._nets: OrderedDict[tuple[int, int], _Net] = OrderedDict()
-        self._lock = threading.Lock()
-        for h, w in WARM_SHAPES:  # fail at start-up, not on the first request, and warm up
+        model = _rgb_uint8_input(core().read_model(str(model_path)))
+        config = cpu_config(self.precision, threads)
+        largest = -(-max_side // DIVISOR) * DIVISOR
+        # Shapes of the fixed set that a photo can pad to at this max_side.
+        fixed = [(h, w) for h, w in STATIC_SHAPES if max(h, w) <= largest]
+        self._static = {shape: _compile(model, config, shape) for shape in fixed}
+        self._any = _compile(model, config, None, largest)
+        for h, w in fixed:  # fail at start, not on a request; warm up
             self.detect(np.zeros((h, w, 3), np.uint8))
+        req = self._any.requests.get()
+        for shape in _long_side_shapes(largest):
+            if shape not in self._static:
+                req.infer([np.zeros((1, *shape, 3), np.uint8)])
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         small, scale = downscale(rgb, self.max_side)
@@ -89,29 +103,39 @@ class YuNetOpenVINODetector:
         ph, pw = -(-h // DIVISOR) * DIVISOR, -(-w // DIVISOR) * DIVISOR
         # Zero padding right and bottom, as OpenCV pads.
         padded = cv2.copyMakeBorder(small, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=0)
-        net = self._net(ph, pw)
+        net = self._static.get((ph, pw), self._any)
         req = net.requests.get()
         req.infer([padded[None]])
         out = {n: req.get_output_tensor(i).data for n, i in net.outputs.items()}
         boxes, scores = decode(out, pw, ph, self._threshold)
         return to_faces(boxes, scores, scale, rgb.shape[1], rgb.shape[0])
 
-    def _net(self, h: int, w: int) -> _Net:
-        with self._lock:
-            net = self._nets.get((h, w))
-            if net is not None:
-                self._nets.move_to_end((h, w))
-                return net
-        from service.openvino_runtime import core
+    @property
+    def networks(self) -> list[_Net]:
+        """Every compiled network: one per fixed shape, and the one for any size."""
+        return [*self._static.values(), self._any]
 
-        model = self._model.clone()  # compiled outside the lock: other sizes go on meanwhile
-        model.reshape({model.inputs[0]: [1, h, w, 3]})
-        net = _Net(core().compile_model(model, "CPU", self._config))
-        with self._lock:
-            net = self._nets.setdefault((h, w), net)
-            while len(self._nets) > MAX_SHAPES:
-                self._nets.popitem(last=False)
-        return net
+
+def _long_side_shapes(largest: int) -> list[tuple[int, int]]:
+    """Every padded (H, W) whose long side is ``largest``: where every photo larger than the
+    detector's max_side lands, landscape and portrait."""
+    sides = range(DIVISOR, largest + 1, DIVISOR)
+    return sorted({(s, largest) for s in sides} | {(largest, s) for s in sides})
+
+
+def _compile(model, config: dict, shape: tuple[int, int] | None, largest: int = 0) -> _Net:
+    """``model`` compiled for exactly ``shape`` (H, W), or for any H, W up to ``largest``."""
+    import openvino as ov
+
+    from service.openvino_runtime import core
+
+    model = model.clone()
+    if shape is None:
+        side = ov.Dimension(DIVISOR, largest)
+        model.reshape({model.inputs[0]: ov.PartialShape([1, side, side, 3])})
+    else:
+        model.reshape({model.inputs[0]: [1, *shape, 3]})
+    return _Net(core().compile_model(model, "CPU", config))
 
 
 def _rgb_uint8_input(model):

@@ -153,8 +153,8 @@ def test_openvino_pins_no_core(tiny_model, yunet_path):
 
     model = make_classifier(tiny_model, "openvino", threads=1)
     detector = YuNetOpenVINODetector(yunet_path, threads=1)
-    nets = [net.requests.compiled for net in detector._nets.values()]
-    assert nets  # compiled at start for the commonest sizes
+    nets = [net.requests.compiled for net in detector.networks]
+    assert len(nets) > 1  # the fixed shapes and the one for any size, compiled at start
     for compiled in (model._requests.compiled, *nets):
         assert compiled.get_property("ENABLE_CPU_PINNING") is False
         assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
