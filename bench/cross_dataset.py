@@ -184,7 +184,8 @@ def write(model_dir: Path, res: dict, labels: list[str], settings: dict) -> None
     table = markdown(subsets, labels)
     (out / "tw_posed.md").write_text(
         f"## tw-posed (faces FER2013 never showed it)\n\n{table}\n\n"
-        f"{report.calibration_table(scores)}\n\n![reliability](reliability_tw_posed.png)\n"
+        f"{report.calibration_table({'tw-posed': scores})}\n\n"
+        "![reliability](reliability_tw_posed.png)\n"
     )
     meta_file = model_dir / "metadata.json"
     meta = json.loads(meta_file.read_text())
