@@ -100,8 +100,9 @@ def test_threads_are_the_detector_a_worker_share_and_openvino_its_own_choice(yun
     )
     analyzer, model = build(settings)
     assert model.threads == 0  # FER_INFERENCE_THREADS unset: no INFERENCE_NUM_THREADS
-    detector_config = analyzer.detector._config  # type: ignore[attr-defined]
-    assert detector_config["INFERENCE_NUM_THREADS"] == settings.threads_per_worker()
+    for net in analyzer.detector.networks:  # type: ignore[attr-defined]
+        threads = net.requests.compiled.get_property("INFERENCE_NUM_THREADS")
+        assert threads == settings.threads_per_worker()
 
 
 def test_an_unreadable_video_is_an_error_message_not_a_traceback(tmp_path, capsys):
