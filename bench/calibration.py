@@ -25,12 +25,11 @@ from pathlib import Path
 import numpy as np
 import requests
 
+from bench.images import SHARED, read_manifest
 from bench.machine import header
 from bench.server import ROOT, serve
 from trainer import calibration
 from trainer.report import calibration_table
-
-SHARED = ROOT.parent / "shared"
 
 
 def privatetest(data: Path, labels: list[str]) -> list[tuple[Path, int]]:
@@ -41,8 +40,7 @@ def privatetest(data: Path, labels: list[str]) -> list[tuple[Path, int]]:
 
 
 def tw_posed(data: Path, labels: list[str]) -> list[tuple[Path, int]]:
-    with (data / "manifest.csv").open(newline="") as f:
-        return [(data / r["path"], labels.index(r["label"])) for r in csv.DictReader(f)]
+    return [(data / r["path"], labels.index(r["label"])) for r in read_manifest(data)]
 
 
 def ask(url: str, path: Path, detect: bool, labels: list[str]) -> tuple[np.ndarray, bool | None]:

@@ -29,21 +29,15 @@ tw-posed is a validation set: never trained on, and never the only set a choice 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
-from bench.images import SHARED
+from bench.images import SHARED, read_manifest
 from bench.pipeline import make_analyzer
 
 SUBSETS = {"all": "all photos, posed label", "rater_agree": "the raters agreed with the pose"}
-
-
-def read_manifest(data: Path) -> list[dict]:
-    with (data / "manifest.csv").open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def run_model(model_dir: Path, data: Path, rows: list[dict], want_crops: bool = False):

@@ -138,13 +138,17 @@ def varied(detectors: dict, seconds: float) -> None:
             f"{p['p99_ms']:>7.2f} {ref / np.mean(v):>8.2f}",
             flush=True,
         )
-    with_truth = [(img, []) for img in photos]
+    print_same_boxes(detectors, [(img, []) for img in photos], " on varied sizes")
+
+
+def print_same_boxes(detectors: dict, photos, where: str = "") -> None:
+    """Each 640-px OpenVINO backend's boxes against OpenCV's on ``photos``."""
     for name, det in detectors.items():
         if name != "opencv 640" and name.endswith(" 640"):
-            differ, worst = same_boxes(detectors["opencv 640"], det, with_truth)
+            differ, worst = same_boxes(detectors["opencv 640"], det, photos)
             print(
-                f"{name} vs opencv 640 on varied sizes: {differ} photos with another face "
-                f"count, largest box difference elsewhere {worst:.0f} px"
+                f"{name} vs opencv 640{where}: {differ} photos with another face count, "
+                f"largest box difference elsewhere {worst:.0f} px"
             )
 
 

@@ -74,6 +74,14 @@ def face_crops(n: int = 64) -> list[bytes]:
     return out
 
 
+def read_manifest(data: Path) -> list[dict]:
+    """tw-posed's manifest.csv rows (path, label, subject, rater_agree, ...)."""
+    import csv
+
+    with (data / "manifest.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
 @cache
 def source_photos() -> tuple[np.ndarray, ...]:
     """20 photos with faces: the astronaut, the cameraman, 16 tw-posed portraits (one per
@@ -84,10 +92,7 @@ def source_photos() -> tuple[np.ndarray, ...]:
     photos = [astronaut(), np.repeat(data.camera()[..., None], 3, axis=2)]
     tw = SHARED / "data" / "tw-posed"
     if (tw / "manifest.csv").is_file():
-        import csv
-
-        with (tw / "manifest.csv").open(newline="") as f:
-            rows = sorted(csv.DictReader(f), key=lambda r: r["path"])
+        rows = sorted(read_manifest(tw), key=lambda r: r["path"])
         by_subject: dict[str, list[dict]] = {}
         for r in rows:
             by_subject.setdefault(r["subject"], []).append(r)

@@ -85,7 +85,7 @@ class YuNetOpenVINODetector:
         self._threshold = score - BF16_SCORE_MARGIN if self.precision == "bf16" else score
         model = _rgb_uint8_input(core().read_model(str(model_path)))
         config = cpu_config(self.precision, threads)
-        largest = -(-max_side // DIVISOR) * DIVISOR
+        largest = _padded(max_side)
         # Shapes of the fixed set that a photo can pad to at this max_side.
         fixed = [(h, w) for h, w in STATIC_SHAPES if max(h, w) <= largest]
         self._static = {shape: _compile(model, config, shape) for shape in fixed}
@@ -100,7 +100,7 @@ class YuNetOpenVINODetector:
     def detect(self, rgb: np.ndarray) -> list[Face]:
         small, scale = downscale(rgb, self.max_side)
         h, w = small.shape[:2]
-        ph, pw = -(-h // DIVISOR) * DIVISOR, -(-w // DIVISOR) * DIVISOR
+        ph, pw = _padded(h), _padded(w)
         # Zero padding right and bottom, as OpenCV pads.
         padded = cv2.copyMakeBorder(small, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=0)
         net = self._static.get((ph, pw), self._any)
@@ -114,6 +114,11 @@ class YuNetOpenVINODetector:
     def networks(self) -> list[_Net]:
         """Every compiled network: one per fixed shape, and the one for any size."""
         return [*self._static.values(), self._any]
+
+
+def _padded(side: int) -> int:
+    """``side`` rounded up to a multiple of DIVISOR, as the network needs (and OpenCV pads)."""
+    return -(-side // DIVISOR) * DIVISOR
 
 
 def _long_side_shapes(largest: int) -> list[tuple[int, int]]:

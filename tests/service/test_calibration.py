@@ -115,11 +115,9 @@ class Confident(FakeModel):
     """First face 0.9 sure, the second 0.6: one each side of the threshold."""
 
     def predict(self, faces):
-        p = np.full((len(faces), 7), 0.4 / 6, np.float32)
-        p[0, 3] = 0.6
-        p[1:, 3] = 0.4 / 6
+        p = np.full((len(faces), 7), 0.4 / 6, np.float32)  # later faces: angry at 0.6
         p[1:, 0] = 0.6
-        p[0] = np.full(7, 0.1 / 6, np.float32)
+        p[0] = 0.1 / 6  # the first: happy at 0.9
         p[0, 3] = 0.9
         return p
 
