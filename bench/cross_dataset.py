@@ -110,7 +110,7 @@ def evaluate(model_dir: Path, data: Path, rows: list[dict], want_crops: bool = F
 def calibration_scores(probs: np.ndarray, y: np.ndarray, cal: dict | None) -> dict:
     """ECE, NLL and Brier of the photos with a face, before and (for a calibrated version)
     after its temperature, applied as the service applies it; with the reliability curves."""
-    from service.calibration import temper
+    from service.model.calibration import temper
     from trainer import calibration
 
     found = ~np.isnan(probs).any(axis=1)

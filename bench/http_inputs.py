@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from bench.images import astronaut
-from service.schemas import predict_options
+from service.api.schemas import predict_options
 
 OPTION_NAMES = sorted(predict_options.fields)
 

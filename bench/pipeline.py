@@ -77,7 +77,7 @@ def one_thread() -> None:
 def measure(analyzer, bodies: list[bytes], detect: bool, seconds: float) -> dict:
     """Images/s and mean ms per stage over ``seconds`` of back-to-back calls."""
     from service.analyzer import Options
-    from service.serialize import timings_ms
+    from service.api.serialize import timings_ms
 
     opts = Options(detect=detect)
     # Warm the process (first JPEG decode), with an image of the set's first size only:

@@ -7,7 +7,7 @@ bench/perturbations.py, one column per model version, side by side in one run.
 The images are the ones ``python -m trainer evaluate`` measures (trainer.splits'
 evaluation_set, FER+ majority labels), decoded once at the model's input size; every
 perturbation is applied to them once, with a seed, and the same perturbed images go to
-every version. The models run as the service runs them (service.runtime.make_classifier,
+every version. The models run as the service runs them (service.model.runtime.make_classifier,
 flip TTA on unless --no-flip). Each cell is the accuracy in %, and in brackets its change
 from the clean accuracy in points; the last rows are the mean over the perturbations and
 the worst drop. --out writes the table as Markdown and every figure, macro F1 included,
@@ -32,13 +32,13 @@ import numpy as np
 from bench import perturbations
 from bench.images import SHARED
 from bench.server import ROOT
-from service.runtime import PRECISIONS, RUNTIMES
+from service.model.runtime import PRECISIONS, RUNTIMES
 
 LABEL_COLUMN = "ferplus_label"
 SPLIT_NAMES = {"val": "PublicTest", "test": "PrivateTest"}
 
 if TYPE_CHECKING:
-    from service.model import VersionClassifier
+    from service.model.classifier import VersionClassifier
 
 
 class Model(Protocol):
@@ -175,7 +175,7 @@ def to_json(results: Sequence[VersionResult], context: dict) -> dict:
 
 
 def _load_models(dirs: Sequence[Path], args: argparse.Namespace) -> dict[str, VersionClassifier]:
-    from service.runtime import make_classifier
+    from service.model.runtime import make_classifier
 
     models: dict[str, VersionClassifier] = {}
     for d in dirs:

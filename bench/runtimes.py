@@ -31,7 +31,7 @@ RUNTIMES = (("tensorflow", "f32"), ("openvino", "f32"), ("openvino", "bf16"))
 
 
 def load(model_dir: Path) -> dict:
-    from service.runtime import make_classifier
+    from service.model.runtime import make_classifier
 
     models = {}
     for runtime, precision in RUNTIMES:

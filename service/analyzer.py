@@ -1,7 +1,7 @@
 """Detect, crop and classify every face of one image: the service's domain function.
 
 ``Analyzer.analyze`` answers one upload with an ``ImageAnalysis``: typed, unrounded, boxes
-in the upload's pixels (service.serialize turns it into JSON). ``Analyzer.classify`` does
+in the upload's pixels (service.api.serialize turns it into JSON). ``Analyzer.classify`` does
 the same for an already decoded image and gives the boxes in its pixels (video frames).
 ``Analyzer.from_settings`` wires the one the app, the benchmarks and the video CLI use.
 """
@@ -17,13 +17,13 @@ import numpy as np
 from PIL import Image
 
 from service import cropping
-from service.batching import Batcher, Unbatched
-from service.calibration import uncertain
 from service.config import Settings
 from service.detection import Detector, Face, make_detector
 from service.imaging import Decoded, decode
-from service.model import Classifier
-from service.registry import ModelSlot
+from service.model.batching import Batcher, Unbatched
+from service.model.calibration import uncertain
+from service.model.classifier import Classifier
+from service.model.registry import ModelSlot
 
 # An upload this small and nearly square with no detected face is most likely a face
 # crop already (like the training data): classify it whole rather than drop it.
@@ -33,7 +33,7 @@ CROP_ASPECT = (0.75, 1.33)
 
 @dataclass(frozen=True)
 class Options:
-    """Per-request choices (validated by service.schemas)."""
+    """Per-request choices (validated by service.api.schemas)."""
 
     max_faces: int = 20
     min_face_size: int = 0

@@ -6,13 +6,14 @@ import logging
 
 from flask import Flask
 
-from service import hooks, metrics
+from service import metrics
 from service.analyzer import Analyzer
+from service.api import hooks
 from service.config import Settings
 from service.detection import Detector
 from service.errors import register_error_handlers
-from service.model import Classifier
-from service.registry import ModelSlot
+from service.model.classifier import Classifier
+from service.model.registry import ModelSlot
 from service.state import State, install
 from service.video.scratch import Scratch
 
@@ -32,7 +33,7 @@ def create_app(
     With ``load_async`` the model loads in a background thread, so ``/health`` answers at
     once and ``/ready`` turns 200 when the model is warm; without it (gunicorn workers)
     it loads before the app is returned. Either way a thread then watches for newer
-    versions (service.registry).
+    versions (service.model.registry).
     """
     settings = settings or Settings.from_env()
     app = Flask(__name__, static_folder=None)  # the web blueprint serves /static
@@ -53,10 +54,10 @@ def create_app(
     install(app, State(settings, analyzer, Scratch.from_settings(settings)))
     hooks.register(app)
     register_error_handlers(app)
-    from service.inference_v2 import bp as v2
-    from service.routes import bp
+    from service.api.routes import bp
+    from service.api.web import bp as web
+    from service.v2.routes import bp as v2
     from service.video.routes import bp as video
-    from service.web import bp as web
 
     app.register_blueprint(bp)
     app.register_blueprint(web)

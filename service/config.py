@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 _ROOT = Path(__file__).resolve().parent.parent
-RUNTIMES = ("auto", "openvino", "tensorflow")  # service/runtime.py says what each means
+RUNTIMES = ("auto", "openvino", "tensorflow")  # service/model/runtime.py says what each means
 PRECISIONS = ("auto", "bf16", "f32")
 
 

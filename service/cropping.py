@@ -1,7 +1,7 @@
 """Cut detected faces out of the gray image the way the model's contract prescribes.
 
 The other half of the preprocessing contract (see trainer/images.py), as
-service.contract reads it: square box scaled by ``face_crop.scale``, edges replicated
+service.model.contract reads it: square box scaled by ``face_crop.scale``, edges replicated
 where it leaves the image, OpenCV INTER_AREA to shrink or INTER_LINEAR to enlarge, gray
 repeated into three channels.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from service.contract import INTERPOLATIONS, Contract, FaceCrop, Preprocessing
 from service.detection import Face
+from service.model.contract import INTERPOLATIONS, Contract, FaceCrop, Preprocessing
 
 _INTERP = {name: getattr(cv2, name) for name in INTERPOLATIONS}
 

@@ -3,7 +3,7 @@
 Every error response is ``{"error": {"code", "message"[, "fields"]}, "request_id"}``,
 except under ``/v2``, where the Open Inference Protocol's ``{"error": "<message>"}`` is.
 The handlers record each response's error code in ``g.error_code`` for the metrics
-(service.hooks), so nothing reads a code back from a body.
+(service.api.hooks), so nothing reads a code back from a body.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def error_body(
     return {"error": err, "request_id": rid}
 
 
-V2_PREFIX = "/v2"  # the Open Inference Protocol's paths (service.inference_v2)
+V2_PREFIX = "/v2"  # the Open Inference Protocol's paths (service.v2.routes)
 
 
 def _body(code: str, message: str, fields: dict | None = None) -> dict:
@@ -83,7 +83,7 @@ def _body(code: str, message: str, fields: dict | None = None) -> dict:
 
 
 def _response(code: str, message: str, fields: dict | None = None) -> Response:
-    g.error_code = code  # service.hooks counts it, whichever shape the body has
+    g.error_code = code  # service.api.hooks counts it, whichever shape the body has
     return jsonify(_body(code, message, fields))
 
 

@@ -75,7 +75,7 @@ def on_starting(server):
 def when_ready(server):
     # gunicorn's own SIGHUP restarts every worker: cold workers loading the model while
     # requests wait. Here SIGHUP asks each live worker to load a newer model version
-    # beside the one it serves and swap (service.registry): no worker restarts.
+    # beside the one it serves and swap (service.model.registry): no worker restarts.
     def handle_hup():
         server.log.info("SIGHUP: workers check for a new model version")
         server.kill_workers(signal.SIGHUP)

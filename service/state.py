@@ -14,7 +14,7 @@ from flask.sansio.app import App
 from service.analyzer import Analyzer
 from service.config import Settings
 from service.detection import Detector
-from service.registry import ModelSlot
+from service.model.registry import ModelSlot
 from service.video.scratch import Scratch
 
 _KEY = "fer"  # in app.extensions

@@ -108,7 +108,7 @@ def models_root(tiny_model) -> Path:
     return tiny_model.parent
 
 
-# Every service runtime the tests exercise with real models (service.runtime).
+# Every service runtime the tests exercise with real models (service.model.runtime).
 RUNTIMES = ["openvino", "tensorflow"]
 
 

@@ -10,9 +10,9 @@ from PIL import Image
 
 from service import cropping
 from service.analyzer import Analyzer, Options
-from service.contract import Contract, Preprocessing
 from service.imaging import decode
-from service.registry import ModelSlot
+from service.model.contract import Contract, Preprocessing
+from service.model.registry import ModelSlot
 from tests.conftest import SHARED, jpeg_bytes
 from tests.service.conftest import FakeDetector, FakeModel
 from trainer.images import read_pixels, to_model_input
@@ -81,7 +81,7 @@ def test_service_reads_contract_from_exported_metadata(tiny_model):
 
 
 def test_trainer_and_service_temper_alike():
-    from service.calibration import temper as served
+    from service.model.calibration import temper as served
     from trainer.calibration import temper as fitted
 
     rng = np.random.default_rng(0)

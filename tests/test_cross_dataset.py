@@ -67,6 +67,6 @@ def test_write_records_the_figures_in_the_version_and_replaces_its_own_section(
     saved = json.loads((folder / "eval" / "tw_posed.json").read_text())
     assert saved["all"]["accuracy"] == 0.5 and saved["set"] == "tw-posed"
 
-    from service.contract import Contract
+    from service.model.contract import Contract
 
     assert Contract.read(folder).metrics["tw_posed"].accuracy == 0.5  # the service reads it

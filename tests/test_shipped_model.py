@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from service.repository import resolve_version
-from service.runtime import make_classifier
+from service.model.repository import resolve_version
+from service.model.runtime import make_classifier
 from tests.conftest import ROOT, SHARED
 from trainer.images import read_pixels, to_model_input
 

@@ -11,7 +11,7 @@ answer, only how sure each answer says it is.
 The trainer fits T on the validation split (FER+ PublicTest) with flip TTA, as the
 service answers, and never on the test split. It writes T and the threshold below which
 a face is flagged ``uncertain`` into the contract's ``calibration`` section; the service
-applies them (service/calibration.py). The two sides share only those numbers, so the
+applies them (service/model/calibration.py). The two sides share only those numbers, so the
 formula is written twice: ``temper`` here and its twin there (tests/test_contract.py
 checks they agree).
 

@@ -5,7 +5,7 @@ the SavedModel and these two files. ``ModelContract.read`` parses a folder's met
 refusing a folder that is not an export or whose contract is malformed, and the rest of
 the trainer passes the typed object around; ``ModelContract.write`` writes both files in
 the exact form the service reads. The service has its own reader of the same files
-(service/contract.py: its ``Contract``, ``Preprocessing``, ``FaceCrop`` and ``ContractError``
+(service/model/contract.py: its ``Contract``, ``Preprocessing``, ``FaceCrop`` and ``ContractError``
 are other classes than these, and its ``version`` is a string), lenient where this one is
 strict for what it writes; the two meet only on disk (tests/test_contract.py checks they
 agree).

@@ -50,7 +50,7 @@ class _Net:
     """The network compiled for one input size, with an infer request per thread."""
 
     def __init__(self, compiled: Any):
-        from service.openvino_runtime import ThreadRequests
+        from service.model.openvino_runtime import ThreadRequests
 
         self.requests = ThreadRequests(compiled)
         # Output index by tensor name (compilation may put another alias first).
@@ -76,7 +76,7 @@ class YuNetOpenVINODetector:
         threads: int = 0,
         precision: str = "f32",
     ):
-        from service.openvino_runtime import core, cpu_config, resolve_precision
+        from service.model.openvino_runtime import core, cpu_config, resolve_precision
 
         if not Path(model_path).is_file():
             raise FileNotFoundError(f"YuNet model {model_path} does not exist")
@@ -132,7 +132,7 @@ def _compile(model, config: dict, shape: tuple[int, int] | None, largest: int = 
     """``model`` compiled for exactly ``shape`` (H, W), or for any H, W up to ``largest``."""
     import openvino as ov
 
-    from service.openvino_runtime import core
+    from service.model.openvino_runtime import core
 
     model = model.clone()
     if shape is None:

@@ -67,7 +67,7 @@ class FaceTracker {
   label(tr, face) {
     const [emotion, confidence] = Object.entries(tr.probs).reduce((a, b) => (b[1] > a[1] ? b : a));
     face.track_id = tr.id;
-    // As the service compares: the confidence to 4 decimals (service/calibration.py).
+    // As the service compares: the confidence to 4 decimals (service/model/calibration.py).
     const uncertain = this.below == null ? null : Math.round(confidence * 1e4) / 1e4 < this.below;
     face.smoothed = { emotion, confidence, uncertain, probabilities: { ...tr.probs } };
   }

@@ -20,8 +20,8 @@ from tqdm import tqdm
 from service.analyzer import Analyzer
 from service.config import Settings
 from service.errors import APIError
-from service.model import Classifier
-from service.registry import ModelSlot
+from service.model.classifier import Classifier
+from service.model.registry import ModelSlot
 from service.video import results
 from service.video.analysis import Frame, Limits, VideoAnalysis, VideoOptions
 

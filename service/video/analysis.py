@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 
 from service.analyzer import Analyzer, Options, threshold
-from service.calibration import uncertain
 from service.detection import Face
 from service.errors import APIError, InvalidOptions, PayloadTooLarge, UnsupportedMediaType
 from service.imaging import Decoded, ImageTooLarge, to_gray
-from service.model import Classifier
+from service.model.calibration import uncertain
+from service.model.classifier import Classifier
 from service.video.tracking import Smoother, Tracker
 
 # The containers we let FFmpeg open, by their first bytes: anything else (playlists,
@@ -54,7 +54,7 @@ def container(head: bytes) -> str | None:
 
 @dataclass(frozen=True)
 class VideoOptions:
-    """Per-request choices (validated by service.schemas)."""
+    """Per-request choices (validated by service.api.schemas)."""
 
     fps: float = 4.0  # frames analysed per second of video
     start: float = 0.0  # window, s

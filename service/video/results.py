@@ -1,6 +1,6 @@
 """A video analysis as the API returns it (JSON, or NDJSON lines) and the CLI writes it.
 
-Each face of a frame has /predict's shape (service.serialize), with its track id.
+Each face of a frame has /predict's shape (service.api.serialize), with its track id.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from service import serialize
 from service.analyzer import FaceResult
-from service.calibration import uncertain
+from service.api import serialize
+from service.model.calibration import uncertain
 from service.video.analysis import Frame, TrackSummary, VideoAnalysis
 
 STAGES = ("decode", "detect", "crop", "classify", "track")

@@ -11,10 +11,10 @@ from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.datastructures import FileStorage
 
 from service import metrics
+from service.api.schemas import parse_video_options
+from service.api.uploads import form_options, query_options, single
 from service.errors import APIError, BadRequest, UnsupportedMediaType, error_body
-from service.schemas import parse_video_options
 from service.state import current_state, state_of
-from service.uploads import form_options, query_options, single
 from service.video import results
 from service.video.analysis import Limits, VideoAnalysis
 

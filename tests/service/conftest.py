@@ -16,8 +16,8 @@ from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAP
 
 from service.app import create_app
 from service.config import Settings
-from service.contract import Contract
 from service.detection import Face
+from service.model.contract import Contract
 from tests.conftest import CLASSES, ROOT
 
 SPEC = OpenAPI.from_file_path(str(ROOT / "openapi.yaml"))

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from service.batching import Batcher
+from service.model.batching import Batcher
 from tests.service.conftest import FakeModel
 
 

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.app import create_app
-from service.calibration import temper, uncertain
 from service.detection import Face
+from service.model.calibration import temper, uncertain
 from tests.conftest import CLASSES
 from tests.service.conftest import EXAMPLES, CheckedClient, FakeDetector, FakeModel
 from tests.service.test_api import photo

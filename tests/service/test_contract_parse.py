@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.model import VersionClassifier
-from service.registry import ModelSlot
+from service.model.classifier import VersionClassifier
+from service.model.registry import ModelSlot
 from tests.conftest import CLASSES
 
 GOOD = {

@@ -114,7 +114,7 @@ def test_openvino_yunet_compiles_nothing_on_the_request_path(yunet_path, astrona
     # of new sizes, from several threads, find the same faces as OpenCV and compile nothing.
     from concurrent.futures import ThreadPoolExecutor
 
-    import service.openvino_runtime
+    import service.model.openvino_runtime
     from service.detection import yunet_openvino
 
     reference, ours = YuNetDetector(yunet_path), YuNetOpenVINODetector(yunet_path, threads=1)
@@ -123,7 +123,7 @@ def test_openvino_yunet_compiles_nothing_on_the_request_path(yunet_path, astrona
     def no_core():
         raise AssertionError("OpenVINO was asked to compile on the request path")
 
-    monkeypatch.setattr(service.openvino_runtime, "core", no_core)
+    monkeypatch.setattr(service.model.openvino_runtime, "core", no_core)
     sizes = [(200 + 24 * i, 180 + 16 * i) for i in range(20)]  # 20 padded sizes
     sizes += [(640, 480), (480, 640), (1280, 720), (500, 700), (700, 500)]  # fixed ones too
     photos = [cv2.resize(astronaut, s, interpolation=cv2.INTER_AREA) for s in sizes]

@@ -16,7 +16,7 @@ import tritonclient.http as triton
 from PIL import Image
 
 from service.app import create_app
-from service.registry import ModelSlot
+from service.model.registry import ModelSlot
 from tests.conftest import jpeg_bytes
 from tests.service.conftest import CheckedClient, FakeModel
 from tests.service.test_reload import FolderModel, add_version

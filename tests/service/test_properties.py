@@ -38,10 +38,10 @@ from bench.http_inputs import (
     option_names,
     png,
 )
+from service.api.schemas import MAX_FACES_LIMIT
 from service.app import create_app
 from service.config import Settings
 from service.detection import Face, make_detector
-from service.schemas import MAX_FACES_LIMIT
 from tests.conftest import YUNET
 from tests.service.conftest import EXAMPLES, CheckedClient, FakeDetector, FakeModel
 
@@ -126,7 +126,7 @@ def _post_image(client, data: bytes, how: str, query: str = ""):
 
 # ---------------------------------------------------------------- options
 
-OPTIONS = {  # name: (kind, low, high), as openapi.yaml and service.schemas say
+OPTIONS = {  # name: (kind, low, high), as openapi.yaml and service.api.schemas say
     "max_faces": ("int", 1, MAX_FACES_LIMIT),
     "min_face_size": ("int", 0, 10_000),
     "top_k": ("int", 1, 100),

@@ -14,7 +14,7 @@ import pytest
 from service.app import create_app
 from service.config import Settings
 from service.errors import NotReady
-from service.registry import ModelSlot
+from service.model.registry import ModelSlot
 from tests.service.conftest import CheckedClient, FakeDetector, FakeModel
 
 
@@ -146,7 +146,7 @@ def test_removing_the_newest_version_rolls_back(tmp_path):
 
 
 def test_every_load_hands_the_freed_heap_back(tmp_path, monkeypatch):
-    from service import registry
+    from service.model import registry
 
     trims: list[int] = []
     monkeypatch.setattr(registry.memory, "trim", lambda: trims.append(1) or True)
@@ -160,7 +160,7 @@ def test_every_load_hands_the_freed_heap_back(tmp_path, monkeypatch):
 def test_trim_returns_freed_pages_to_the_os():
     import platform
 
-    from service import memory
+    from service.model import memory
 
     if platform.libc_ver()[0] != "glibc":  # musl and macOS have no malloc_trim
         pytest.skip("malloc_trim is glibc's")

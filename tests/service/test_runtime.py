@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from service.config import Settings, SettingsError
-from service.openvino_runtime import native_bf16, resolve_precision
-from service.runtime import RuntimeUnavailable, choose, make_classifier, tensorflow_sees_gpu
+from service.model.openvino_runtime import native_bf16, resolve_precision
+from service.model.runtime import RuntimeUnavailable, choose, make_classifier, tensorflow_sees_gpu
 from tests.conftest import ROOT, copy_tree
 
 pytestmark = pytest.mark.slow  # trains the tiny model once per session
@@ -212,7 +212,7 @@ import numpy as np, io
 from PIL import Image
 from service.app import create_app
 from service.config import Settings
-from service.runtime import choose
+from service.model.runtime import choose
 from tests.service.conftest import FakeDetector
 assert choose("auto") == "openvino"
 settings = Settings.from_env({}, model_dir=sys.argv[1], json_logs=False)
@@ -243,7 +243,7 @@ def test_converting_a_version_sends_no_telemetry(tiny_model, tmp_path):
     # OpenVINO's converter reports usage to Google Analytics unless told not to; the
     # service loads it with the telemetry package made unimportable (its own no-op stub).
     code = (
-        "import sys; from pathlib import Path; from service.openvino_runtime import convert; "
+        "import sys; from pathlib import Path; from service.model.openvino_runtime import convert; "
         f"convert(Path({str(tiny_model)!r})); "
         "import openvino.tools.ovc.convert_impl as c; "
         "print(c.tm.__name__)"
@@ -276,7 +276,7 @@ def _count_calls(model, monkeypatch, names=("_one_face", "_requests")) -> list[s
 
 
 def test_one_face_runs_on_the_network_compiled_for_its_pair(tiny_model, faces, monkeypatch):
-    from service import openvino_runtime
+    from service.model import openvino_runtime
 
     model = make_classifier(tiny_model, "openvino", "f32", threads=1)
     assert model.ready and model._one_face is not None and model.one_face_batch == 2
@@ -290,7 +290,7 @@ def test_one_face_runs_on_the_network_compiled_for_its_pair(tiny_model, faces, m
 
 def _static_batches(monkeypatch) -> list[int]:
     """The batch sizes of the fixed-shape networks compiled from now on."""
-    from service import openvino_runtime
+    from service.model import openvino_runtime
 
     real, batches = openvino_runtime.core(), []
 
@@ -330,7 +330,7 @@ def test_without_flip_tta_one_face_runs_on_a_network_for_one_and_no_pair_is_comp
 def test_a_version_whose_one_face_network_fails_serves_from_the_any_batch_one(
     tiny_model, faces, monkeypatch, caplog
 ):
-    from service import openvino_runtime
+    from service.model import openvino_runtime
 
     real = openvino_runtime.core().compile_model
 
@@ -366,7 +366,7 @@ def test_the_compiled_cache_keeps_the_versions_last_used_not_last_written(tiny_m
     # The prune went by the blobs' write time, and a cache hit writes nothing: the live
     # version's networks, compiled first and read back at every start since, were the
     # first removed once other versions had compiled, and the next start compiled again.
-    from service.openvino_runtime import KEEP_COMPILED
+    from service.model.openvino_runtime import KEEP_COMPILED
 
     cache = tmp_path / "cache"
     compiled = cache / "compiled"
@@ -408,7 +408,7 @@ def test_the_compiled_cache_removes_stray_blobs_and_nothing_else(tiny_model, tmp
 
 
 def test_the_converted_cache_keeps_the_versions_last_used(tiny_model, tmp_path):
-    from service.openvino_runtime import KEEP_CACHED
+    from service.model.openvino_runtime import KEEP_CACHED
 
     cache, converted = tmp_path / "cache", tmp_path / "cache" / "converted"
     others = []
@@ -434,7 +434,7 @@ def test_the_converted_cache_keeps_the_versions_last_used(tiny_model, tmp_path):
 def test_a_cache_entry_a_dead_worker_left_half_written_is_removed(tiny_model, tmp_path):
     # A worker killed while it wrote an entry (gunicorn's timeout, the OOM killer) left a
     # whole model in a hidden temporary folder, which nothing ever removed.
-    from service.openvino_runtime import STALE_TMP_SECONDS
+    from service.model.openvino_runtime import STALE_TMP_SECONDS
 
     converted = tmp_path / "cache" / "converted"
     dead, busy = converted / ".0123abcd.999999.tmp", converted / ".4567ef01.999998.tmp"

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 from openapi_core.testing import MockRequest, MockResponse
 
-from service import serialize
 from service.analyzer import FaceResult, ImageAnalysis
+from service.api import serialize
 from service.detection import Face
 from service.errors import BadImage, NotReady, UnsupportedMediaType
 from service.imaging import ImageTooLarge
@@ -177,7 +177,7 @@ def videos(draw) -> tuple[Video, list[Frame]]:
 
 
 def batch_body(items: list, top_k: int) -> dict:
-    """/predict/batch's answer, as service.routes builds it."""
+    """/predict/batch's answer, as service.api.routes builds it."""
     return {
         "results": [
             serialize.batch_item(name, a, top_k)

@@ -9,7 +9,7 @@ import pytest
 from bench.videos import crossing_faces
 from service.analyzer import Analyzer
 from service.detection import Face, make_detector
-from service.registry import ModelSlot
+from service.model.registry import ModelSlot
 from service.video.analysis import Limits, VideoAnalysis, VideoOptions
 from service.video.tracking import Smoother, Tracker
 from tests.service.conftest import FakeModel

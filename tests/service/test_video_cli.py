@@ -15,7 +15,7 @@ from openapi_schema_validator import OAS30Validator
 from bench.videos import Mover, blob, blobs, crossing_faces
 from service.analyzer import Analyzer
 from service.config import Settings
-from service.registry import ModelSlot
+from service.model.registry import ModelSlot
 from service.video.__main__ import build, main, parse_args, plot, run
 from service.video.analysis import Limits, VideoAnalysis, VideoOptions
 from tests.conftest import CLASSES, ROOT

@@ -224,7 +224,7 @@ def _outputs(folder: Path, x: np.ndarray) -> np.ndarray:
 
 
 def test_export_is_the_source_reweighted_and_the_service_serves_it(tiny_model, tmp_path):
-    from service.runtime import make_classifier
+    from service.model.runtime import make_classifier
     from trainer.contract import ModelContract
     from trainer.export import base_contract, export
 

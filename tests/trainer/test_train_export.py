@@ -277,7 +277,7 @@ def _outputs(folder: Path, x: tf.Tensor) -> np.ndarray:
 
 
 def test_ensemble_is_a_new_version_returning_the_members_mean(tiny_model, tiny_data, tmp_path):
-    from service.runtime import make_classifier
+    from service.model.runtime import make_classifier
     from tests.conftest import RUNTIMES
     from trainer.cli import main
 
@@ -309,7 +309,7 @@ def test_ensemble_is_a_new_version_returning_the_members_mean(tiny_model, tiny_d
     import shutil
 
     shutil.rmtree(tmp_path / "m2")
-    from service.calibration import temper
+    from service.model.calibration import temper
 
     t = meta["calibration"]["temperature"]  # fitted for the ensemble, as for any export
     for runtime in RUNTIMES:

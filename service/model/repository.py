@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.contract import LABELS, METADATA
+from service.model.contract import LABELS, METADATA
 
 FILES = ("saved_model.pb", METADATA, LABELS)
 

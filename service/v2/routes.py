@@ -1,10 +1,10 @@
 """Open Inference Protocol (KServe v2 / Triton) REST endpoints beside the service's own API.
 
 Health, server and model metadata, model readiness and inference, for the two models of
-service.v2_models; requests and responses on the wire are service.v2_messages' business.
+service.v2.models; requests and responses on the wire are service.v2.messages' business.
 Errors under ``/v2`` take the protocol's shape, ``{"error": "<message>"}``
 (service.errors); the API key, request ids, access log and metrics are the service's
-(service.hooks).
+(service.api.hooks).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from importlib import metadata as dist
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from service import v2_messages, v2_models
 from service.errors import V2_PREFIX, APIError
 from service.state import current_state
+from service.v2 import messages as v2_messages
+from service.v2 import models as v2_models
 
 bp = Blueprint("v2", __name__, url_prefix=V2_PREFIX)
 SERVER_NAME = "fer-service"

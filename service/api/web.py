@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Blueprint, send_from_directory
 
-bp = Blueprint("web", __name__, static_folder="static", static_url_path="/static")
+STATIC = Path(__file__).resolve().parent.parent / "static"
+bp = Blueprint("web", __name__, static_folder=STATIC, static_url_path="/static")
 
 
 @bp.get("/")

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from service.contract import SIGNATURE
-from service.model import VersionClassifier
+from service.model.classifier import VersionClassifier
+from service.model.contract import SIGNATURE
 
 log = logging.getLogger("service.model")
 KEEP_CACHED = 2  # converted versions kept in the cache: the live one and the one before

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from service.model import VersionClassifier
+from service.model.classifier import VersionClassifier
 
 log = logging.getLogger("service.model")
 

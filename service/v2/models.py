@@ -25,15 +25,15 @@ from PIL import Image
 
 from service import cropping, metrics
 from service.analyzer import Analyzer, threshold
-from service.calibration import uncertain
+from service.api.schemas import parse_options
 from service.config import Settings
-from service.contract import Preprocessing
 from service.errors import APIError, BadRequest, InvalidOptions, NotReady
-from service.model import Classifier
-from service.registry import ModelSlot
-from service.schemas import parse_options
-from service.v2_messages import InferRequest
-from service.v2_tensors import Tensor
+from service.model.calibration import uncertain
+from service.model.classifier import Classifier
+from service.model.contract import Preprocessing
+from service.model.registry import ModelSlot
+from service.v2.messages import InferRequest
+from service.v2.tensors import Tensor
 
 PIPELINE_SUFFIX = "-pipeline"
 FACES, IMAGE, PROBS = "faces", "image", "probabilities"

@@ -1,10 +1,10 @@
 """The classifier protocol, and what every runtime's classifier of one version shares.
 
-A classifier is built for one version folder (the registry chose it: service.registry)
-and loads exactly that folder: its contract (service.contract: input size, colour
+A classifier is built for one version folder (the registry chose it: service.model.registry)
+and loads exactly that folder: its contract (service.model.contract: input size, colour
 handling, crop rule and class order, never from code) and its SavedModel. How the
 SavedModel is executed (TensorFlow, OpenVINO) is a runtime's business: see
-service.runtime.
+service.model.runtime.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from service.calibration import temper
-from service.contract import Calibration, Contract
+from service.model.calibration import temper
+from service.model.contract import Calibration, Contract
 
 log = logging.getLogger("service.model")
 # Batch sizes traced or compiled at warm-up; larger batches are cut into chunks of the last.

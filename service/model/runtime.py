@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from service.config import PRECISIONS, RUNTIMES
-from service.model import VersionClassifier
-from service.repository import resolve_version
+from service.model.classifier import VersionClassifier
+from service.model.repository import resolve_version
 
 __all__ = ["PRECISIONS", "RUNTIMES", "RuntimeUnavailable", "classifier_factory", "make_classifier"]
 
@@ -74,10 +74,10 @@ def classifier_factory(
     if chosen == "tensorflow":
         if precision == "bf16":
             raise RuntimeUnavailable("precision bf16 needs the openvino runtime (FER_RUNTIME)")
-        from service.tf_runtime import TensorFlowClassifier
+        from service.model.tf_runtime import TensorFlowClassifier
 
         return lambda folder: TensorFlowClassifier(folder, flip_tta, calibrate)
-    from service.openvino_runtime import OpenVINOClassifier
+    from service.model.openvino_runtime import OpenVINOClassifier
 
     return lambda folder: OpenVINOClassifier(
         folder, flip_tta, precision, threads, cache_dir, calibrate

@@ -20,7 +20,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from service import metrics
-from service.model import Classifier
+from service.model.classifier import Classifier
 
 
 class _Job:

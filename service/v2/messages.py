@@ -6,7 +6,7 @@ sent as bytes gives its size in ``parameters.binary_data_size`` (tritonclient se
 inputs this way unless told otherwise). Outputs go back as bytes when the request asks
 (``binary_data_output``, or per output ``binary_data``), after a JSON head whose length the
 response's header gives. Everything wrong with a request is a BadRequest (400) that says
-what; service.v2_tensors reads and writes the tensors themselves.
+what; service.v2.tensors reads and writes the tensors themselves.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import zlib
 from dataclasses import dataclass
 
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from service.v2_tensors import (
+from service.v2.tensors import (
     DTYPES,
     Tensor,
     classify,

@@ -1,6 +1,6 @@
 """The live model of a worker and its zero-downtime replacement by newer versions.
 
-``models/<name>/`` holds numbered versions (TF Serving layout, service.repository). A
+``models/<name>/`` holds numbered versions (TF Serving layout, service.model.repository). A
 worker serves the highest complete one; when a higher one appears (checked every
 ``reload_seconds``, or at once on SIGHUP) a classifier is built for that folder, loaded
 and warmed beside the live model, then swapped in with one reference assignment.
@@ -18,11 +18,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from service import memory, metrics, repository
+from service import metrics
 from service.config import Settings
 from service.errors import NotReady
-from service.model import Classifier
-from service.runtime import classifier_factory
+from service.model import memory, repository
+from service.model.classifier import Classifier
+from service.model.runtime import classifier_factory
 
 log = logging.getLogger("service.registry")
 
@@ -122,7 +123,7 @@ class ModelSlot:
         t0 = time.monotonic()
         model = self.factory(folder)  # a classifier of this folder only
         model.load()  # never raises: a failure (a malformed contract too) leaves error set
-        memory.trim()  # the conversion's garbage, kept by glibc otherwise (service/memory.py)
+        memory.trim()  # the conversion's garbage, kept by glibc otherwise (service/model/memory.py)
         old = self._live
         if not model.ready:
             self._refused[folder] = fp

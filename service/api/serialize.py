@@ -15,9 +15,9 @@ import base64
 import numpy as np
 
 from service.analyzer import Box, FaceResult, ImageAnalysis
-from service.calibration import uncertain
-from service.contract import Calibration
 from service.errors import APIError
+from service.model.calibration import uncertain
+from service.model.contract import Calibration
 
 
 def image(a: ImageAnalysis, top_k: int) -> dict:

@@ -8,14 +8,15 @@ from pathlib import Path
 from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import NotFound
 
-from service import metrics, serialize
+from service import metrics
+from service.api import serialize
+from service.api.schemas import parse_options
+from service.api.uploads import read_many, read_one
 from service.errors import APIError
-from service.schemas import parse_options
 from service.state import current_state
-from service.uploads import read_many, read_one
 
 bp = Blueprint("api", __name__)
-SPEC = Path(__file__).resolve().parent.parent / "openapi.yaml"
+SPEC = Path(__file__).resolve().parents[2] / "openapi.yaml"
 
 
 @bp.get("/health")
