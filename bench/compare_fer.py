@@ -90,8 +90,8 @@ class FerLibrary:
 
 
 def compare_accuracy(data: Path, model_dir: Path) -> None:
+    from trainer.data.splits import evaluation_set
     from trainer.evaluate import load_exported, metrics
-    from trainer.splits import evaluation_set
 
     ours = load_exported(model_dir)
     size = ours.contract.input_size

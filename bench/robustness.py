@@ -4,7 +4,7 @@ bench/perturbations.py, one column per model version, side by side in one run.
     python -m bench.robustness [--model-dir models/emotion/2 --model-dir models/emotion/6]
         [--split val|test] [--only lowres,occlude] [--limit 300] [--out DIR]
 
-The images are the ones ``python -m trainer evaluate`` measures (trainer.splits'
+The images are the ones ``python -m trainer evaluate`` measures (trainer.data.splits'
 evaluation_set, FER+ majority labels), decoded once at the model's input size; every
 perturbation is applied to them once, with a seed, and the same perturbed images go to
 every version. The models run as the service runs them (service.model.runtime.make_classifier,
@@ -192,7 +192,7 @@ def _load_models(dirs: Sequence[Path], args: argparse.Namespace) -> dict[str, Ve
 
 
 def _evaluation_images(args: argparse.Namespace, sizes: set[int], classes: list[str]):
-    from trainer.splits import evaluation_set
+    from trainer.data.splits import evaluation_set
 
     labels = args.labels or args.data / "ferplus.csv"
     images, y = {}, None

@@ -73,8 +73,8 @@ def speed(models: dict, calls: int, rounds: int = 10) -> dict:
 
 
 def agreement(models: dict, model_dir: Path, data: Path, split: str) -> None:
+    from trainer.data.splits import evaluation_set
     from trainer.evaluate import load_exported, metrics
-    from trainer.splits import evaluation_set
 
     ref = load_exported(model_dir)
     es = evaluation_set(

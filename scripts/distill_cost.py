@@ -64,7 +64,7 @@ def _student(size: int, stage: int, batch: int, classes: int):
 def _online(infer, teacher: Path, tta: bool):
     """The online mode's per-batch work: the OpenVINO teacher (``infer``) and the mix."""
     from trainer.config import TrainConfig
-    from trainer.distill import online_targets
+    from trainer.distillation.distill import online_targets
 
     return online_targets([(infer, 0.5)], TrainConfig(teacher=(str(teacher),), teacher_tta=tta))
 
@@ -74,8 +74,8 @@ def measure(teacher: Path, batch: int, repeats: int, pipeline_steps: int) -> dic
     per batch of the input pipeline and ``fit`` with and without the online teacher."""
     import numpy as np
 
+    from trainer.distillation.teacher_runtime import THREADS, load_teacher
     from trainer.evaluate import load_exported
-    from trainer.teacher_runtime import THREADS, load_teacher
 
     exported = load_exported(teacher)
     size, n = exported.contract.input_size, len(exported.labels)
@@ -114,9 +114,9 @@ def _pipeline(online: dict, size: int, student, steps: int, y, repeats: int) -> 
     import numpy as np
 
     from trainer.config import make_config
-    from trainer.input_pipeline import train_dataset
+    from trainer.data.input_pipeline import train_dataset
+    from trainer.data.splits import Split
     from trainer.model import augmentation
-    from trainer.splits import Split
 
     batch = len(y)
     cfg = make_config("finetune", input_size=size, base_weights="none", batch_size=batch)

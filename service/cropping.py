@@ -1,6 +1,6 @@
 """Cut detected faces out of the gray image the way the model's contract prescribes.
 
-The other half of the preprocessing contract (see trainer/images.py), as
+The other half of the preprocessing contract (see trainer/data/images.py), as
 service.model.contract reads it: square box scaled by ``face_crop.scale``, edges replicated
 where it leaves the image, OpenCV INTER_AREA to shrink or INTER_LINEAR to enlarge, gray
 repeated into three channels.

@@ -15,7 +15,7 @@ from service.model.contract import Contract, Preprocessing
 from service.model.registry import ModelSlot
 from tests.conftest import SHARED, jpeg_bytes
 from tests.service.conftest import FakeDetector, FakeModel
-from trainer.images import read_pixels, to_model_input
+from trainer.data.images import read_pixels, to_model_input
 
 
 def _service_whole_image(data: bytes, size: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 from service.model.repository import resolve_version
 from service.model.runtime import make_classifier
 from tests.conftest import ROOT, SHARED
-from trainer.images import read_pixels, to_model_input
+from trainer.data.images import read_pixels, to_model_input
 
 pytestmark = pytest.mark.slow
 MODELS = ROOT / "models" / "emotion"

@@ -23,10 +23,10 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.contract import ModelContract
+from trainer.data.splits import Split
 from trainer.errors import TrainerError
 from trainer.evaluate import Exported, metrics
 from trainer.export import Composite
-from trainer.splits import Split
 
 METHOD = "post-hoc prior (logit) adjustment: probabilities * exp(offset), renormalised"
 TUNED_ON = "validation split, flip TTA"

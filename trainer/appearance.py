@@ -4,7 +4,7 @@ Brightness and contrast are Keras' own layers. Gamma, low resolution, blur and n
 small layers written here, because Keras 3 has no gamma or resolution layer, and its
 ``RandomGaussianBlur`` and ``GaussianNoise`` do not do what a camera does (see
 ``RandomBlur`` and ``RandomNoise``). Every layer works on float32 batches in 0..255 at
-the model's input size (trainer/input_pipeline.py), is the identity unless called with
+the model's input size (trainer/data/input_pipeline.py), is the identity unless called with
 ``training=True``, and changes the three channels alike: the model's contract is a gray
 face repeated into three channels, so a colour change is something it never sees.
 """

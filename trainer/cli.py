@@ -161,7 +161,7 @@ def _distill_parser(sub) -> None:
     teacher = "models/<name>/<v> | MODEL.onnx"
     what = (
         "a teacher to learn from, repeatable: an exported version, or an ONNX expression "
-        "model run on faces aligned on YuNet's landmarks (trainer/face_teacher.py)"
+        "model run on faces aligned on YuNet's landmarks (trainer/distillation/face_teacher.py)"
     )
     _opt(p, "--teacher", "teacher", what, type=str, metavar=teacher, action="append")
     share = "each teacher's share of the train target, in --teacher order; 0.5 if one is unset"

@@ -9,8 +9,14 @@ from pathlib import Path
 from trainer.contract import ContractError, ModelContract
 from trainer.errors import TrainerError
 
-TEACHER_MODES = ("cached", "online")  # how distill runs its teacher (trainer/distill.py)
-TEACHER_VIEWS = ("augmented", "framed")  # what an online teacher is shown (trainer/distill.py)
+TEACHER_MODES = (
+    "cached",
+    "online",
+)  # how distill runs its teacher (trainer/distillation/distill.py)
+TEACHER_VIEWS = (
+    "augmented",
+    "framed",
+)  # what an online teacher is shown (trainer/distillation/distill.py)
 KEEP = ("best", "last")  # which epoch's weights a run exports
 
 
@@ -66,9 +72,10 @@ class TrainConfig:
     max_bad: int = 100  # unreadable images tolerated before the run stops
     recipe: str = "finetune"
     init_from: str | None = None  # an exported model version to start from (warm restart)
-    # Knowledge distillation (trainer/distill.py): train targets mixed with teachers'.
-    # Each an exported model version or an ONNX expression model (trainer/face_teacher.py);
-    # none: no distillation. Old run folders name one teacher as a string: read as one.
+    # Knowledge distillation (trainer/distillation/distill.py): train targets mixed with teachers'.
+    # Each an exported model version or an ONNX expression model
+    # (trainer/distillation/face_teacher.py); none: no distillation. Old run folders name one
+    # teacher as a string: read as one.
     teacher: tuple[str, ...] = ()
     # Each teacher's share of the train target, in --teacher order; the labels get the rest.
     # Unset: 0.5 for a single teacher.
@@ -84,7 +91,8 @@ class TrainConfig:
     # An ONNX teacher's face detector (its landmarks align the face); "": the YuNet file
     # beside the teacher (as in ../shared/pretrained/).
     yunet: str = ""
-    # Where an ONNX teacher's outputs are cached by image (trainer/face_teacher.py); "": the
+    # Where an ONNX teacher's outputs are cached by image
+    # (trainer/distillation/face_teacher.py); "": the
     # run folder. A folder kept in git spares later sessions the teacher's pass.
     teacher_cache: str = ""
 
@@ -175,8 +183,8 @@ class TrainConfig:
 
     def _check_teacher(self, teacher: str) -> None:
         # Checked here, before the data is decoded: the labels are checked once it is
-        # (trainer.distill.open_teachers).
-        from trainer.face_teacher import is_onnx_teacher, yunet_for
+        # (trainer.distillation.distill.open_teachers).
+        from trainer.distillation.face_teacher import is_onnx_teacher, yunet_for
 
         if is_onnx_teacher(teacher):
             if not Path(teacher).is_file():
@@ -192,7 +200,7 @@ class TrainConfig:
 
 
 def _onnx(teacher: str) -> bool:
-    from trainer.face_teacher import is_onnx_teacher
+    from trainer.distillation.face_teacher import is_onnx_teacher
 
     return is_onnx_teacher(teacher)
 

@@ -10,7 +10,7 @@ are other classes than these, and its ``version`` is a string), lenient where th
 strict for what it writes; the two meet only on disk (tests/test_contract.py checks they
 agree).
 
-The preprocessing and face-crop rules this trainer applies (trainer/images.py,
+The preprocessing and face-crop rules this trainer applies (trainer/data/images.py,
 trainer/model.py) are defined here too, once: what an export's metadata says is what
 training did.
 """
@@ -29,7 +29,7 @@ METADATA, LABELS = "metadata.json", "labels.json"
 FORMAT = "tf_saved_model"
 SIGNATURE = "serving_default"
 OUTPUT = "probabilities, one per label, in labels order"
-# The resize interpolations trainer/images.py knows (OpenCV's flag names); a contract
+# The resize interpolations trainer/data/images.py knows (OpenCV's flag names); a contract
 # naming another one is refused when read.
 INTERPOLATIONS = ("INTER_AREA", "INTER_LINEAR", "INTER_CUBIC", "INTER_NEAREST")
 

@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 
 from trainer import figures
-from trainer.data import Dataset, load_dataset
-from trainer.images import BLANK_STD, pixel_hash
+from trainer.data.dataset import Dataset, load_dataset
+from trainer.data.images import BLANK_STD, pixel_hash
 
 SAMPLES_PER_CLASS = 5
 

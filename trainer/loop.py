@@ -16,9 +16,9 @@ import tensorflow as tf
 
 from trainer import checkpoint, run_folder
 from trainer.config import TrainConfig
-from trainer.input_pipeline import BatchTargets, eval_dataset, train_dataset
+from trainer.data.input_pipeline import BatchTargets, eval_dataset, train_dataset
+from trainer.data.splits import Prepared, class_weights
 from trainer.model import build_model, set_stage, training_augmentation
-from trainer.splits import Prepared, class_weights
 
 
 class EpochLoop(keras.callbacks.Callback):

@@ -191,7 +191,7 @@ def _teacher_line(t: Mapping[str, Any], d: Mapping[str, Any]) -> str:
         f"{split} accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}"
         for split, m in t.get("metrics", {}).items()
     )
-    if "file" in t:  # an ONNX model on aligned faces (trainer/face_teacher.py)
+    if "file" in t:  # an ONNX model on aligned faces (trainer/distillation/face_teacher.py)
         what = (
             f"`{t['file']}` (ONNX, sha256 {t['sha256']}, faces aligned on the landmarks of "
             f"`{Path(t['aligned_by']).name}`, found in {t['found_by_yunet']:.1%} of the "

@@ -14,13 +14,13 @@ from trainer import calibration, figures, report, run_folder
 from trainer.adjust import PriorAdjusted, Search, read_source, tune
 from trainer.config import TrainConfig
 from trainer.contract import ModelContract
-from trainer.distill import distill, open_teachers
+from trainer.data.splits import Prepared, class_weights, evaluation_set, prepare_run
+from trainer.distillation.distill import distill, open_teachers
 from trainer.ensemble import Ensemble, member_summary, read_members
 from trainer.errors import DataError
 from trainer.evaluate import Exported, load_exported, markdown_table, metrics
 from trainer.export import Finish, base_contract, export, next_version
 from trainer.loop import fit
-from trainer.splits import Prepared, class_weights, evaluation_set, prepare_run
 
 
 def train_and_export(
@@ -30,7 +30,7 @@ def train_and_export(
 
     With ``cfg.teacher`` set this is distillation: the same training, with the train
     targets mixed from the labels and the teachers' outputs, computed once per image or,
-    online, on every augmented batch (trainer/distill.py).
+    online, on every augmented batch (trainer/distillation/distill.py).
     """
     new_run = cfg is not None
     cfg = cfg or run_folder.open_run(run_dir, None)

@@ -205,7 +205,7 @@ def test_card_and_output_show_the_offsets(adjusted):
 
 def test_tuning_reads_the_validation_split_only(adjusted):
     from trainer.config import TrainConfig
-    from trainer.splits import prepare_run
+    from trainer.data.splits import prepare_run
 
     meta = json.loads((adjusted.source / "metadata.json").read_text())
     prep = prepare_run(TrainConfig.from_json(json.dumps(meta["training"])))

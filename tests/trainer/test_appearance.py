@@ -54,8 +54,8 @@ def test_each_option_changes_the_images_only_when_on_and_keeps_the_contract(opti
 
 
 def test_options_run_in_the_training_pipeline_as_uint8_batches():
-    from trainer.input_pipeline import train_dataset
-    from trainer.splits import Split
+    from trainer.data.input_pipeline import train_dataset
+    from trainer.data.splits import Split
 
     x = _faces(20, 48).numpy().astype(np.uint8)
     split = Split(x, np.zeros(20, np.int32), np.eye(7, dtype=np.float32)[[0] * 20], [""] * 20)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import CLASSES, write_dataset
 from trainer.cli import main
-from trainer.data import load_dataset, scan_csv
+from trainer.data.dataset import load_dataset, scan_csv
 
 
 def run_cli(args, capsys) -> tuple[int, str]:
@@ -193,7 +193,7 @@ def test_erasing_outside_0_1_is_refused(tmp_path, capsys):
 
 def test_stratified_split_is_seeded(tmp_path):
     from trainer.config import make_config
-    from trainer.splits import prepare
+    from trainer.data.splits import prepare
 
     write_dataset(tmp_path, {"": 10})
     ds = load_dataset(tmp_path)

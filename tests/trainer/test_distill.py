@@ -73,9 +73,9 @@ def test_distill_exports_a_version_that_names_its_teacher(distilled, tiny_model)
 @pytest.mark.slow
 def test_train_targets_are_the_mix_of_labels_and_softened_teacher(tiny_model, tiny_data, tmp_path):
     from trainer.config import make_config
-    from trainer.distill import distill, open_teachers
+    from trainer.data.splits import prepare_run
+    from trainer.distillation.distill import distill, open_teachers
     from trainer.evaluate import load_exported
-    from trainer.splits import prepare_run
 
     def targets(weight: float, temperature: float) -> tuple[np.ndarray, np.ndarray, dict]:
         cfg = make_config(
@@ -126,12 +126,12 @@ def test_resume_reads_the_cached_teacher_instead_of_running_it(
 def _resume_without_the_tensorflow_teacher(run: Path, models: Path, monkeypatch, capsys) -> str:
     """``distill --resume RUN``, failing if the teacher is run through TensorFlow (the
     cached mode's pass over the training images); returns what the run printed."""
-    import trainer.distill
+    import trainer.distillation.distill
 
     def no_teacher(*args, **kwargs):
         raise AssertionError("the teacher was run through TensorFlow on resume")
 
-    monkeypatch.setattr(trainer.distill, "load_exported", no_teacher)
+    monkeypatch.setattr(trainer.distillation.distill, "load_exported", no_teacher)
     rc = main(["distill", "--resume", str(run), "--models-dir", str(models)])
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -277,9 +277,9 @@ def test_online_targets_are_the_teacher_on_each_augmented_batch(view):
     import tensorflow as tf
 
     from trainer.config import TrainConfig
-    from trainer.distill import online_targets
-    from trainer.input_pipeline import train_dataset
-    from trainer.splits import Split
+    from trainer.data.input_pipeline import train_dataset
+    from trainer.data.splits import Split
+    from trainer.distillation.distill import online_targets
 
     n, size, classes = 40, 8, 7
     rng = np.random.default_rng(0)
@@ -345,8 +345,8 @@ def test_online_targets_are_the_teacher_on_each_augmented_batch(view):
 @pytest.mark.slow
 def test_openvino_teacher_gives_the_savedmodels_probabilities(tiny_model):
     from trainer.contract import ModelContract
+    from trainer.distillation.teacher_runtime import load_teacher
     from trainer.evaluate import load_exported
-    from trainer.teacher_runtime import load_teacher
 
     contract = ModelContract.read(tiny_model)
     x = np.random.default_rng(0).integers(0, 256, (9, 48, 48, 3), dtype=np.uint8)

@@ -1,5 +1,6 @@
-"""An ONNX expression model as a teacher (trainer/face_teacher.py): faces aligned on YuNet's
-landmarks, outputs cached by image, mixed with an exported teacher's by ``distill``."""
+"""An ONNX expression model as a teacher (trainer/distillation/face_teacher.py): faces
+aligned on YuNet's landmarks, outputs cached by image, mixed with an exported teacher's by
+``distill``."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ needs_teacher = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def fer_faces() -> tuple[np.ndarray, np.ndarray, list[str]]:
     """120 FER+ PublicTest faces at 96 px (a fixed random draw), their labels and hashes."""
-    from trainer.splits import evaluation_set
+    from trainer.data.splits import evaluation_set
 
     es = evaluation_set(FER, 96, labels=FER / "ferplus.csv", label_column="ferplus_label",
                         split="val")  # fmt: skip
@@ -32,7 +33,7 @@ def fer_faces() -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 @needs_teacher
 def test_the_rafdb_teacher_reads_fer2013_faces_once_aligned(fer_faces):
-    from trainer.face_teacher import AlignedFaceTeacher
+    from trainer.distillation.face_teacher import AlignedFaceTeacher
 
     images, y, _ = fer_faces
     teacher = AlignedFaceTeacher(RAFDB, YUNET, 7)
@@ -46,7 +47,7 @@ def test_the_rafdb_teacher_reads_fer2013_faces_once_aligned(fer_faces):
 
 @needs_teacher
 def test_outputs_are_cached_by_image_and_computed_once(fer_faces, tmp_path, monkeypatch):
-    import trainer.face_teacher as ft
+    import trainer.distillation.face_teacher as ft
 
     images, _, hashes = fer_faces
     first = ft.teacher_outputs(RAFDB, YUNET, images[:30], hashes[:30], tmp_path, 7)
@@ -78,8 +79,8 @@ def test_outputs_are_cached_by_image_and_computed_once(fer_faces, tmp_path, monk
 
 
 def test_a_broken_cache_is_refused_with_what_to_do(tmp_path):
+    from trainer.distillation.face_teacher import read_cache
     from trainer.errors import TrainerError
-    from trainer.face_teacher import read_cache
 
     bad = tmp_path / "t.npz"
     bad.write_bytes(b"not a zip")
@@ -92,9 +93,9 @@ def test_a_broken_cache_is_refused_with_what_to_do(tmp_path):
 def test_distill_mixes_an_exported_and_an_onnx_teacher(tiny_model, tiny_data, tmp_path):
     from tests.conftest import TINY_ARGS
     from trainer.cli import main
+    from trainer.data.splits import prepare_run
+    from trainer.distillation.face_teacher import cache_path, read_cache
     from trainer.evaluate import load_exported
-    from trainer.face_teacher import cache_path, read_cache
-    from trainer.splits import prepare_run
 
     work = tmp_path / "w"
     args = ["distill", str(tiny_data), *TINY_ARGS, "--stage2-epochs", "1"]
@@ -127,7 +128,7 @@ def test_distill_mixes_an_exported_and_an_onnx_teacher(tiny_model, tiny_data, tm
     tiny_p = load_exported(tiny_model).predict(train.images, flip_tta=True)
     expected = 0.5 * train.targets + 0.3 * tiny_p + 0.2 * onnx_p
 
-    from trainer.distill import distill, open_teachers
+    from trainer.distillation.distill import distill, open_teachers
 
     distill(cfg, open_teachers(cfg, prep.classes), work / "run", prep)
     np.testing.assert_allclose(train.targets, expected, atol=1e-4)  # float16 in the cache

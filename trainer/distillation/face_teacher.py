@@ -21,7 +21,7 @@ one (on 120 PublicTest faces, the same top class 80% of the time against 78%): t
 model is that sensitive to YuNet's landmark jitter, which the average over both smooths.
 
 Its outputs depend only on the image, so they are cached by the pixel hash of the decoded
-image (``trainer.images.pixel_hash``): the 31,327 FER+ images x 7 probabilities x (image,
+image (``trainer.data.images.pixel_hash``): the 31,327 FER+ images x 7 probabilities x (image,
 mirror), with their hashes, are 1.2 MB in float16, small enough to keep in git between
 sessions, so that a session does not pay the pass (4 minutes on 2 cores) again.
 """

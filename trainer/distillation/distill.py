@@ -2,8 +2,8 @@
 
 ``--teacher`` may be given several times, each with its ``--teacher-weight``: the train
 target is ``(1 - sum of weights) x labels + sum of weight x softened teacher``. A teacher
-is an ONNX expression model run on aligned faces (trainer/face_teacher.py: always cached,
-by image, in ``--teacher-cache``; #32 adds OpenCV Zoo's RAF-DB model, which knows posed
+is an ONNX expression model run on aligned faces (``face_teacher``: always cached, by image,
+in ``--teacher-cache``; #32 adds OpenCV Zoo's RAF-DB model, which knows posed
 faces of other people that FER2013 never showed ours) or an exported version (only its
 probabilities are exported, so softening works on those), run in one of two modes
 (``--teacher-mode``):
@@ -12,7 +12,7 @@ probabilities are exported, so softening works on those), run in one of two mode
   runtime runs it, once per training image (averaged with the mirror image when asked),
   and cached in the run folder, which a resumed run reads. The price: the teacher sees
   the clean face, the student the rotated, erased or blurred one it is trained on.
-* ``online``: through OpenVINO (trainer/teacher_runtime.py) on every augmented training
+* ``online``: through OpenVINO (trainer/distillation/teacher_runtime.py) on every augmented training
   batch, on exactly the images the student is fed (and their mirrors), so that target and
   image agree, as in "Knowledge distillation: a good teacher is patient and consistent"
   (Beyer et al., 2022). Nothing is cached: a resumed run converts the teacher again.
@@ -48,12 +48,17 @@ import numpy as np
 
 from trainer.config import TrainConfig, exported_contract
 from trainer.contract import ModelContract
+from trainer.data.input_pipeline import BatchTargets
+from trainer.data.splits import Prepared, Split
+from trainer.distillation.face_teacher import (
+    CachedFaceTeacher,
+    file_digest,
+    is_onnx_teacher,
+    yunet_for,
+)
+from trainer.distillation.teacher_runtime import OpenVINOTeacher, load_teacher
 from trainer.errors import TrainerError
 from trainer.evaluate import load_exported
-from trainer.face_teacher import CachedFaceTeacher, file_digest, is_onnx_teacher, yunet_for
-from trainer.input_pipeline import BatchTargets
-from trainer.splits import Prepared, Split
-from trainer.teacher_runtime import OpenVINOTeacher, load_teacher
 
 CACHE = "teacher.npz"
 # What an online teacher is shown (--teacher-view), as the metadata and the card say it.
@@ -89,7 +94,7 @@ def open_teachers(cfg: TrainConfig, classes: list[str]) -> list[Teacher]:
     compiled by OpenVINO too.
 
     Called before the run folder is made, so that a teacher that cannot be read starts
-    no run. An ONNX teacher is always cached (trainer/face_teacher.py): its faces are
+    no run. An ONNX teacher is always cached (trainer/distillation/face_teacher.py): its faces are
     aligned on the clean image, which an augmented batch no longer is.
 
     Args:

@@ -7,10 +7,11 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from trainer.splits import Split
+from trainer.data.splits import Split
 
 # A batch's uint8 images (as the model is fed them, or as framed: train_dataset) and label
-# targets in, its train targets out: distillation's online teacher (trainer/distill.py).
+# targets in, its train targets out: distillation's online teacher
+# (trainer/distillation/distill.py).
 BatchTargets = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 

@@ -2,7 +2,7 @@
 
 Online, the teacher's forward pass is paid on every training batch, and OpenVINO runs an
 exported version several times faster than TensorFlow's signature call on this CPU
-(scripts/distill_cost.py; figures in trainer/distill.py). It reads the SavedModel folder
+(scripts/distill_cost.py; figures in ``distill``). It reads the SavedModel folder
 itself (``ov.convert_model``), so the teacher is the same artifact the service loads.
 The service has its own loader (service/model/openvino_runtime.py) with a conversion cache,
 locks and a request per thread; the trainer shares only the model contract with it, and

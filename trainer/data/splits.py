@@ -17,9 +17,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
 from trainer.config import TrainConfig
-from trainer.data import Dataset, Sample, load_dataset
+from trainer.data.dataset import Dataset, Sample, load_dataset
+from trainer.data.images import BLANK_STD, decode_all
 from trainer.errors import DataError
-from trainer.images import BLANK_STD, decode_all
 
 
 @dataclass
