@@ -54,6 +54,7 @@ def create_app(
     install(app, State(settings, analyzer, Scratch.from_settings(settings)))
     hooks.register(app)
     register_error_handlers(app)
+    from service.api.docs import bp as docs
     from service.api.routes import bp
     from service.api.web import bp as web
     from service.v2.routes import bp as v2
@@ -61,6 +62,7 @@ def create_app(
 
     app.register_blueprint(bp)
     app.register_blueprint(web)
+    app.register_blueprint(docs)  # /docs: Swagger UI over openapi.yaml
     app.register_blueprint(video)  # /predict/video
     app.register_blueprint(v2)  # the Open Inference Protocol (/v2)
     return app

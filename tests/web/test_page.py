@@ -213,3 +213,29 @@ def test_drop_and_paste(page, astronaut):
         f"{{clipboardData: {make_file}, bubbles: true}}))"
     )
     page.wait_for_selector("#faces li")
+
+
+def test_api_docs_list_predict_and_try_it_out_on_health(browser, server):
+    # Linked from the page; Swagger UI's files come from the service itself (every request
+    # the page makes stays on the service's origin), and "try it out" calls the service.
+    ctx = browser.new_context(viewport={"width": 1000, "height": 800})
+    p = ctx.new_page()
+    requested: list[str] = []
+    p.on("request", lambda r: requested.append(r.url))
+    p.goto(server + "/")
+    p.click("#api-docs")
+    p.wait_for_url(server + "/docs")
+    p.wait_for_selector('.opblock-summary-path[data-path="/predict"]')
+    assert p.locator('.opblock-summary-path[data-path="/predict/video"]').count() == 1
+    p.click('.opblock-summary-path[data-path="/health"]')
+    p.click(".try-out__btn")
+    with p.expect_response(lambda r: r.url == server + "/health") as answer:
+        p.click(".execute")
+    assert answer.value.status == 200
+    live = p.locator(".live-responses-table tbody td.response-col_status").first
+    live.wait_for()
+    assert live.inner_text().strip() == "200"
+    assert '"status": "ok"' in p.locator(".live-responses-table .microlight").first.inner_text()
+    shot(p, "api-docs")
+    assert requested and all(u.startswith(server + "/") for u in requested), requested
+    ctx.close()
