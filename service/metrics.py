@@ -53,7 +53,7 @@ BATCH_REQUESTS = Histogram(
 )
 PREDICTIONS = Counter("fer_predictions_total", "faces classified, by top emotion", ["emotion"])
 # Faces whose calibrated confidence is under the threshold in effect: a rising share means
-# traffic is drifting away from the faces the model knows (README, "Calibrated
+# traffic is drifting away from the faces the model knows (docs/api.md, "Calibrated
 # confidences and the uncertain flag").
 UNCERTAIN = Counter(
     "fer_uncertain_predictions_total",
@@ -68,7 +68,7 @@ MODEL_INFO = Gauge(
     multiprocess_mode="livemax",
 )
 # Which YuNet or BlazeFace serves, and on what: OpenVINO where installed, else OpenCV's DNN,
-# in bf16 or f32. A worker started without OpenVINO detects 2-3x slower (README, "Face
+# in bf16 or f32. A worker started without OpenVINO detects 2-3x slower (docs/performance.md, "Face
 # detectors"), which operators should see on a dashboard, not only in /ready.
 DETECTOR_INFO = Gauge(
     "fer_detector_info",

@@ -42,7 +42,7 @@ STATIC_SHAPES = (
 # 4 px) over the 404 faces of python -m bench.detection, so a face just above the
 # threshold in f32 can fall below it: one of the 404 did at 0.7. Lowered by this margin,
 # bf16 kept every face f32 keeps, found 4 more near the threshold and no false box, at
-# 1.5x f32's speed (README, "Face detectors").
+# 1.5x f32's speed (docs/performance.md, "Face detectors").
 BF16_SCORE_MARGIN = 0.025
 
 

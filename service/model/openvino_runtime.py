@@ -2,8 +2,8 @@
 
 OpenVINO reads the trainer's SavedModel directly (``ov.convert_model(folder)``), without
 TensorFlow installed, so the model contract stays one artifact. On this project's CPU it
-ran a face and its mirror 3-5x faster than TensorFlow's signature call (see README,
-"Performance"), in a fraction of the memory. bfloat16 is used where the CPU computes it
+ran a face and its mirror 3-5x faster than TensorFlow's signature call (see
+docs/performance.md), in a fraction of the memory. bfloat16 is used where the CPU computes it
 natively (AVX512_BF16 or AMX): it did not change accuracy on FER+ PrivateTest.
 """
 

@@ -12,7 +12,7 @@ ends; a face that comes back later gets a new id.
 Written here rather than taken from a tracking library: norfair pins numpy below 2,
 trackers pulls in opencv-python 5 beside our headless 4.x, and supervision's ByteTrack
 brings PyAV, matplotlib and scipy into the CPU service for what is a few dozen lines on
-the handful of faces a frame holds (README, "Video").
+the handful of faces a frame holds (docs/video.md, "Tracking").
 """
 
 from __future__ import annotations

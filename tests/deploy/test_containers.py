@@ -351,7 +351,7 @@ def test_trainer_container_exports_a_version_the_running_api_switches_to(pod, as
     for d in [data, *(p for p in data.rglob("*") if p.is_dir())]:
         d.chmod(0o755)
     runs = _own(tmp_path / "runs", uid, gid)
-    # As the README's compose workflow runs it (`run --rm trainer train /data ...`), as the
+    # As docs/deployment.md's compose workflow runs it (`run --rm trainer train /data ...`), as the
     # pod's user, with no network at all: nothing is downloaded.
     start = time.monotonic()
     res = subprocess.run(

@@ -12,10 +12,9 @@ import pytest
 from PIL import Image, ImageOps
 
 from service.app import create_app
-from service.config import Settings
 from service.detection import Face
 from service.imaging import decode, to_gray
-from tests.conftest import CLASSES, ROOT, jpeg_bytes
+from tests.conftest import CLASSES, jpeg_bytes
 from tests.service.conftest import CheckedClient, FakeDetector, FakeModel
 
 
@@ -258,14 +257,6 @@ def test_access_log_is_json_with_request_id_and_timings(client, caplog):
     assert line["request_id"] == "log-1" and line["level"] == "INFO"
     assert line["pid"] == os.getpid()  # tells gunicorn workers apart
     assert "image" not in line  # bytes are never logged
-
-
-def test_every_setting_is_documented_in_the_readme():
-    from dataclasses import fields
-
-    readme = (ROOT / "README.md").read_text()
-    missing = [f.name for f in fields(Settings) if f"FER_{f.name.upper()}" not in readme]
-    assert not missing, f"settings missing from README's configuration table: {missing}"
 
 
 def test_large_jpeg_decodes_smaller_but_answers_in_upload_pixels(settings, model):

@@ -4,7 +4,7 @@ Generated analyses (any number of faces, whole image or not, any probabilities, 
 any timings, annotated or not), serialised as /predict, /predict/batch and /predict/video
 answer them, must match the spec's 200 responses and carry no property it does not
 declare; every property it declares must be produced by some value; and the answers keep
-what openapi.yaml and the README promise: `emotion` is the first of `top` and the most
+what openapi.yaml and docs/api.md promise: `emotion` is the first of `top` and the most
 probable, `confidence` is its probability, probabilities are rounded to 4 decimals, the
 total time is the rounded sum of the stages, boxes are integers.
 """

@@ -19,7 +19,7 @@ probabilities are exported, so softening works on those), run in one of two mode
   ``--teacher-view framed`` shows it the batch as framed (flip, geometry) but before
   the appearance changes and erasing: the crop still agrees, but the target is the
   teacher's answer on the clean face. Taught on the degraded image itself, version 11
-  copied the teacher's failures on blurred and noisy faces (README, robustness); taught
+  copied the teacher's failures on blurred and noisy faces (docs/model.md); taught
   on the clean unaugmented one (cached), versions 7-9 were robust but less accurate.
 
 Measured with ``scripts/distill_cost.py`` on the 2-core CPU while another training run
