@@ -39,6 +39,17 @@ def test_compose_file_is_valid(file, profiles):
     compose_config(file, profiles)
 
 
+def test_every_variable_of_env_example_reaches_compose():
+    # .env.example is what an operator edits for docker compose: a variable the compose
+    # files neither pass to the api nor use themselves would silently do nothing.
+    names = re.findall(r"^(FER_\w+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    text = (ROOT / "compose.common.yml").read_text()
+    api = yaml.safe_load(text)["services"]["api"]["environment"]
+    assert len(names) > 20
+    missing = [n for n in names if n not in api and "${" + n not in text]
+    assert not missing, f".env.example sets variables compose ignores: {missing}"
+
+
 def test_gpu_compose_reserves_gpus_and_cpu_compose_does_not():
     gpu = compose_config("docker-compose.yml", ["train", "grafana"])["services"]
     cpu = compose_config("docker-compose.cpu.yml", ["train", "grafana"])["services"]
