@@ -106,7 +106,7 @@ def main() -> None:
         type=Path,
         action="append",
         help="a version folder; repeat it to compare versions' cost side by side "
-        "(default: models/emotion/6)",
+        "(default: the version models/emotion serves)",
     )
     p.add_argument("--data", type=Path, default=SHARED / "data" / "fer2013")
     p.add_argument("--split", choices=["val", "test"], default="test")
@@ -119,7 +119,10 @@ def main() -> None:
     # One thread each, as one worker of two on two cores gets.
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    dirs = list(dict.fromkeys(args.model_dir or [ROOT / "models" / "emotion" / "6"]))
+    from service.model.repository import resolve_version
+
+    served = resolve_version(ROOT / "models" / "emotion")
+    dirs = list(dict.fromkeys(args.model_dir or [served]))
     loaded = {d: load(d) for d in dirs}
     if args.skip != "speed":
         both = {(d, name): m for d, models in loaded.items() for name, m in models.items()}
