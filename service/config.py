@@ -46,8 +46,14 @@ class Settings:
         default=0.0,
         metadata={"doc": "minimum detector score; 0 = backend default (YuNet 0.7, BlazeFace 0.5)"},
     )
+    # 800: a photo of 1,600 px or more decodes at 1/2 scale or less: on 2400x1800 JPEGs
+    # the whole call took 32 instead of 58 ms. A face keeps at least half its pixels (the
+    # classifier learnt on FER2013's 48-px faces, enlarged to 96): on 1,232 tw-posed faces
+    # placed 90-220 px wide in such photos, 96.9% of answers stayed the same and accuracy
+    # went from 49.9% to 49.6%, within chance (python -m bench.decode_scale,
+    # docs/performance.md). 1600 before: only photos of 3,200 px and more were reduced.
     decode_max_side: int = field(
-        default=1600,
+        default=800,
         metadata={"doc": "JPEGs twice this long side or more decode at reduced scale; 0 = off"},
     )
     detect_max_side: int = field(
@@ -106,7 +112,7 @@ class Settings:
         metadata={"doc": "check for a newer model version this often, s; 0 = only on SIGHUP"},
     )
     batch: bool = field(
-        default=False,  # measured: no gain on a 2-core CPU (README, "Performance")
+        default=False,  # measured: no gain on a 2-core CPU (docs/performance.md, batching)
         metadata={"doc": "classify faces of concurrent requests in one model call"},
     )
     batch_max_faces: int = field(
@@ -123,7 +129,7 @@ class Settings:
         default=100.0, metadata={"doc": "largest /predict/video upload, MB"}
     )
     video_max_seconds: float = field(
-        default=120.0,  # measured to finish well inside FER_TIMEOUT (README, "Video")
+        default=120.0,  # measured to finish well inside FER_TIMEOUT (docs/video.md, "Limits")
         metadata={"doc": "longest stretch of video one request analyses, s; longer: a window"},
     )
     video_max_frames: int = field(
@@ -136,7 +142,7 @@ class Settings:
     workers: int = field(default=2, metadata={"doc": "gunicorn worker processes"})
     threads: int = field(default=4, metadata={"doc": "threads per gunicorn worker"})
     worker_class: str = field(
-        default="sync",  # measured: lowest latency, same throughput (README, "Performance")
+        default="sync",  # measured: lowest latency, same throughput (docs/performance.md)
         metadata={"doc": "gunicorn worker class: sync or gthread (threads, batching)"},
     )
     bind: str = field(default="0.0.0.0:8000", metadata={"doc": "gunicorn listen address"})
