@@ -39,6 +39,14 @@ class Detector(Protocol):
         ...
 
 
+# Shrinking by at most this much, bilinear resampling replaces pixel-area averaging: on
+# the 60 photos of bench.images' varied set (decoded as uploads are, so shrunk by 1-2.5x)
+# it cost 0.6 instead of 2.9 ms a photo, and YuNet found the same 75 faces, every box
+# within IoU 0.978 of the area-averaged image's. A larger shrink (a big PNG, or a JPEG
+# with FER_DECODE_MAX_SIDE=0) keeps area averaging, which does not alias.
+LINEAR_UP_TO = 2.5
+
+
 def downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """The image shrunk so its long side is at most ``max_side``, and the factor used."""
     h, w = rgb.shape[:2]
@@ -46,7 +54,8 @@ def downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     if scale >= 1.0:
         return rgb, 1.0
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+    interpolation = cv2.INTER_LINEAR if scale * LINEAR_UP_TO >= 1 else cv2.INTER_AREA
+    return cv2.resize(rgb, size, interpolation=interpolation), scale
 
 
 def to_faces(boxes: np.ndarray, scores: np.ndarray, scale: float, w: int, h: int) -> list[Face]:

@@ -163,3 +163,17 @@ def test_boxes_with_non_finite_values_are_dropped():
     )
     scores = np.array([0.9, 0.9, 0.9, 0.9, np.inf])
     assert to_faces(boxes, scores, 0.5, 100, 100) == [Face(20, 20, 40, 40, 0.9)]
+
+
+def test_downscale_averages_pixels_when_it_shrinks_much():
+    # Bilinear up to 2.5x (cheap, the same faces: service/detection/base.py); beyond that,
+    # area averaging: a 1-px checkerboard shrunk 4.06x comes out flat gray (bilinear
+    # sampling gives stripes: std 42).
+    from service.detection.base import downscale
+
+    board = (np.indices((2600, 2600)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    small, scale = downscale(np.repeat(board[..., None], 3, axis=2), 640)
+    assert small.shape == (640, 640, 3) and scale == 640 / 2600
+    assert small.std() < 2
+    mild, scale = downscale(np.zeros((1200, 1600, 3), np.uint8), 640)
+    assert mild.shape == (480, 640, 3) and scale == 0.4
