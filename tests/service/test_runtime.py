@@ -446,3 +446,30 @@ def test_a_cache_entry_a_dead_worker_left_half_written_is_removed(tiny_model, tm
     model = make_classifier(tiny_model, "openvino", "f32", threads=1, cache_dir=tmp_path / "cache")
     assert model.ready, model.error
     assert not dead.exists() and busy.is_dir()  # another worker may be writing that one
+
+
+@pytest.mark.parametrize("flip_tta", [True, False])
+def test_openvino_meets_every_batch_a_request_can_make_at_warm_up(
+    tiny_model, faces, monkeypatch, flip_tta
+):
+    # OpenVINO's any-batch network prepares each batch size the first time it meets it
+    # (15 ms on a batch of 6 that then takes 6): a photo of three faces must not pay that.
+    from service.model.openvino_runtime import OpenVINOClassifier
+
+    seen: list[int] = []
+    real = OpenVINOClassifier._call
+
+    def spy(self, x):
+        seen.append(len(x))
+        return real(self, x)
+
+    monkeypatch.setattr(OpenVINOClassifier, "_call", spy)
+    model = make_classifier(tiny_model, "openvino", "f32", threads=1, flip_tta=flip_tta)
+    assert model.ready, model.error
+    warmed, requested = set(seen), set()
+    for n in range(1, len(faces) + 1):
+        seen.clear()
+        model.predict(faces[:n])
+        requested |= set(seen)
+    assert requested <= warmed and 32 in requested
+    assert len(warmed) == (16 if flip_tta else 32)
