@@ -180,13 +180,9 @@ def main() -> None:
             f"{ms_one[name]:>15.2f}",
             flush=True,
         )
-    for name, det in dets.items():
-        if name != "opencv 640" and name.endswith(" 640"):
-            differ, worst = same_boxes(dets["opencv 640"], det, photos)
-            print(
-                f"{name} vs opencv 640: {differ} photos with another face count, "
-                f"largest box difference elsewhere {worst:.0f} px"
-            )
+    print_same_boxes(dets, photos)
+    if not args.skip_varied:
+        varied(dets, args.seconds)
 
 
 if __name__ == "__main__":
