@@ -260,8 +260,9 @@ def test_access_log_is_json_with_request_id_and_timings(client, caplog):
 
 
 def test_large_jpeg_decodes_smaller_but_answers_in_upload_pixels(settings, model):
-    # 4000x3000 decodes at 1/2 (2000x1500): the fake detector's box, given in decoded
-    # pixels, comes back doubled, and the reported size is the upload's.
+    # 4000x3000 decodes at 1/4 (1000x750, the default FER_DECODE_MAX_SIDE being 800): the
+    # fake detector's box, given in decoded pixels, comes back 4x, and the reported size is
+    # the upload's.
     detector = FakeDetector([Face(500, 400, 300, 300, 0.9)])
     app = create_app(
         replace(settings, max_pixels=20_000_000),
@@ -274,12 +275,12 @@ def test_large_jpeg_decodes_smaller_but_answers_in_upload_pixels(settings, model
         "/predict?min_face_size=500&annotate=true", data=jpeg_bytes(big), content_type="image/jpeg"
     )
     assert (r.json["width"], r.json["height"]) == (4000, 3000)
-    assert r.json["faces"][0]["box"] == {"x": 1000, "y": 800, "width": 600, "height": 600}
+    assert r.json["faces"][0]["box"] == {"x": 2000, "y": 1600, "width": 1200, "height": 1200}
     annotated = Image.open(io.BytesIO(base64.b64decode(r.json["annotated_image"])))
-    assert annotated.size == (2000, 1500)
-    # min_face_size is in upload pixels too: 600 passes 500, fails 700.
+    assert annotated.size == (1000, 750)
+    # min_face_size is in upload pixels too: 1200 passes 500, fails 1300.
     r = app.test_client().post(
-        "/predict?min_face_size=700", data=jpeg_bytes(big), content_type="image/jpeg"
+        "/predict?min_face_size=1300", data=jpeg_bytes(big), content_type="image/jpeg"
     )
     assert r.json["faces"] == []
 
