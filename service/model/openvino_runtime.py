@@ -176,6 +176,11 @@ def _compile_batch(
         return None
 
 
+# Longer than any compile seen (an ensemble's first, 23 s), shorter than gunicorn's worker
+# timeout (FER_TIMEOUT, 120 s by default), which would kill a worker still waiting.
+LOCK_WAIT_S = 60.0
+
+
 @contextlib.contextmanager
 def compile_lock(cache_dir: Path | None):
     """One process at a time compiles into OpenVINO's cache folder.
@@ -185,6 +190,12 @@ def compile_lock(cache_dir: Path | None):
     compile_model fails with "cannot set permissions: No such file or directory": a
     worker without a model, seen in 1 of 6 starts of 3 workers on an empty cache. Behind
     the lock, the second worker reads the blob the first wrote instead.
+
+    The wait is bounded: a process that holds the lock and never lets go (a worker
+    orphaned by its master, stopped mid-compile, was seen to) would otherwise keep every
+    later worker from loading, each killed at gunicorn's timeout and started again to wait
+    once more. After LOCK_WAIT_S the worker compiles without the lock: at worst the race
+    above, which fails one load that is retried, instead of a service that never starts.
     """
     if cache_dir is None:
         yield
@@ -196,8 +207,21 @@ def compile_lock(cache_dir: Path | None):
         yield
         return
     with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    log.warning(
+                        "compile lock %s held for over %.0f s: compiling without it",
+                        cache_dir / "compile.lock",
+                        LOCK_WAIT_S,
+                    )
+                    break
+                time.sleep(0.05)
+        yield  # closing the file releases the lock
 
 
 def read_version(folder: Path, cache_dir: Path | None, key: str = "") -> Any:

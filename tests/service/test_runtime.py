@@ -473,3 +473,30 @@ def test_openvino_meets_every_batch_a_request_can_make_at_warm_up(
         requested |= set(seen)
     assert requested <= warmed and 32 in requested
     assert len(warmed) == (16 if flip_tta else 32)
+
+
+def test_compile_lock_waits_for_its_holder_but_not_forever(tmp_path, monkeypatch, caplog):
+    import fcntl
+    import logging
+    import threading
+    import time
+
+    from service.model import openvino_runtime
+
+    monkeypatch.setattr(openvino_runtime, "LOCK_WAIT_S", 0.5)
+    # Another open of the file conflicts as another process's would (flock is per open).
+    held = open(tmp_path / "compile.lock", "a")  # closed by the timer below
+    fcntl.flock(held, fcntl.LOCK_EX)
+    threading.Timer(0.15, held.close).start()  # a holder that finishes: waited for
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="service.model"):
+        with openvino_runtime.compile_lock(tmp_path):
+            waited = time.monotonic() - t0
+    assert 0.1 <= waited < 0.45 and "without it" not in caplog.text
+    with open(tmp_path / "compile.lock", "a") as stuck:  # a holder that never lets go
+        fcntl.flock(stuck, fcntl.LOCK_EX)
+        t0 = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="service.model"):
+            with openvino_runtime.compile_lock(tmp_path):
+                waited = time.monotonic() - t0
+    assert 0.5 <= waited < 2 and "compiling without it" in caplog.text
