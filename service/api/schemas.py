@@ -1,15 +1,15 @@
-"""Request option schemas (marshmallow), instantiated once."""
+"""Request option schemas (marshmallow), instantiated once, and the option types they share
+with /predict/video's (service/video/options.py)."""
 
 from __future__ import annotations
 
 import math
 import re
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from service.analyzer import Options
 from service.errors import InvalidOptions
-from service.video.analysis import VideoOptions
 
 MAX_FACES_LIMIT = 100
 # Booleans as OpenAPI serialises them in query strings and forms: "true" / "false" only,
@@ -81,13 +81,13 @@ predict_options = PredictOptionsSchema()
 def parse_options(sources: list[dict], default_max_faces: int) -> Options:
     """Validated Options from the query string and the body (the body wins where both set
     an option; each must be valid on its own), or InvalidOptions (422) naming the fields."""
-    data = _load(predict_options, sources)
+    data = load_sources(predict_options, sources)
     if data["max_faces"] is None:
         data["max_faces"] = default_max_faces
     return Options(**data)
 
 
-def _load(schema: Schema, sources: list[dict]) -> dict:
+def load_sources(schema: Schema, sources: list[dict]) -> dict:
     """Each source must be valid on its own (one 422 names the bad fields of all of them);
     then they are merged, later sources winning."""
     errors: dict = {}
@@ -104,40 +104,3 @@ def _load(schema: Schema, sources: list[dict]) -> dict:
         return schema.load({k: v for raw in sources for k, v in raw.items()})
     except ValidationError as e:
         raise InvalidOptions("invalid options", fields=e.normalized_messages()) from None
-
-
-class VideoOptionsSchema(Schema):
-    """Options of /predict/video, from the query string or the multipart form."""
-
-    class Meta:
-        unknown = RAISE
-
-    fps = fields.Float(load_default=4.0, validate=validate.Range(0.1, 30))
-    start = fields.Float(load_default=0.0, validate=validate.Range(0, 86_400))
-    end = fields.Float(load_default=None, validate=validate.Range(0, 86_400, min_inclusive=False))
-    max_faces = WholeNumber(
-        load_default=None, allow_none=False, validate=validate.Range(1, MAX_FACES_LIMIT)
-    )
-    min_face_size = WholeNumber(load_default=0, validate=validate.Range(0, 10_000))
-    top_k = WholeNumber(load_default=3, validate=validate.Range(1, 100))
-    smoothing = fields.Float(load_default=0.0, validate=validate.Range(0, 60))
-    min_confidence = Probability(load_default=None, allow_none=False)
-    stream = Flag(load_default=False, truthy=TRUE, falsy=FALSE)
-
-    @validates_schema
-    def _window(self, data: dict, **kwargs) -> None:
-        if data.get("end") is not None and data["end"] <= data.get("start", 0.0):
-            raise ValidationError("must be greater than start", "end")
-
-
-video_options = VideoOptionsSchema()
-
-
-def parse_video_options(sources: list[dict], default_max_faces: int) -> tuple[VideoOptions, bool]:
-    """Validated VideoOptions and whether to stream (NDJSON), from the query string and
-    the form (the form wins; each must be valid on its own), or InvalidOptions (422)."""
-    data = _load(video_options, sources)
-    if data["max_faces"] is None:
-        data["max_faces"] = default_max_faces
-    stream = data.pop("stream")
-    return VideoOptions(**data), stream

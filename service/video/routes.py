@@ -11,12 +11,12 @@ from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.datastructures import FileStorage
 
 from service import metrics
-from service.api.schemas import parse_video_options
 from service.api.uploads import form_options, query_options, single
 from service.errors import APIError, BadRequest, UnsupportedMediaType, error_body
 from service.state import current_state, state_of
 from service.video import results
 from service.video.analysis import Limits, VideoAnalysis
+from service.video.options import parse_video_options
 
 log = logging.getLogger("service.video")
 bp = Blueprint("video", __name__)
