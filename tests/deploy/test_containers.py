@@ -237,6 +237,10 @@ def test_api_container_is_healthy_serves_and_stops_on_sigterm(images, astronaut)
         labels = {"endpoint": "/predict", "method": "POST", "status": "200"}
         assert sample(text, "fer_http_requests_total", **labels) == 1
         assert sample(text, "fer_model_ready") == 1
+        # /docs: Swagger UI from the image's own swagger-ui-py, over its own openapi.yaml.
+        assert "swagger-ui-bundle.js" in requests.get(url + "/docs", timeout=5).text
+        for path in ("/docs/swagger-ui-bundle.js", "/openapi.yaml"):
+            assert requests.get(url + path, timeout=5).status_code == 200, path
 
         # docker stop: SIGTERM, then SIGKILL after the grace period (compose's 45 s).
         start = time.monotonic()
