@@ -36,6 +36,24 @@ def test_spec_and_app_routes_match():
     assert routes == documented
 
 
+def test_the_operations_that_take_the_api_key_are_the_ones_that_need_it():
+    # Swagger UI (/docs) offers the key ("Authorize") where the spec declares it; the
+    # empty alternative says a service started without FER_API_KEY needs none.
+    from service.api.hooks import _protected
+
+    scheme = SPEC["components"]["securitySchemes"]["ApiKey"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-API-Key")
+    secured = 0
+    for path, ops in SPEC["paths"].items():
+        concrete = re.sub(r"\{\w+\}", "x", path)
+        for method, op in ops.items():
+            declared = {"ApiKey": []} in op.get("security", [])
+            assert declared == _protected(concrete), f"{method} {path}"
+            assert not declared or {} in op["security"], f"{method} {path}"
+            secured += declared
+    assert secured == 5
+
+
 APP = create_app(
     Settings.from_env({}, json_logs=False, max_upload_mb=1.0),
     model=FakeModel(),

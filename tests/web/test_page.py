@@ -227,6 +227,7 @@ def test_api_docs_list_predict_and_try_it_out_on_health(browser, server):
     p.wait_for_url(server + "/docs")
     p.wait_for_selector('.opblock-summary-path[data-path="/predict"]')
     assert p.locator('.opblock-summary-path[data-path="/predict/video"]').count() == 1
+    assert p.locator(".btn.authorize").count() == 1  # where to give the X-API-Key
     p.click('.opblock-summary-path[data-path="/health"]')
     p.click(".try-out__btn")
     with p.expect_response(lambda r: r.url == server + "/health") as answer:
