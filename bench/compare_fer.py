@@ -39,9 +39,9 @@ import cv2
 import numpy as np
 
 from bench.images import SETS, SHARED
-from bench.loadgen import Load, summary
+from bench.loadgen import Load, percentiles, summary
 from bench.machine import header
-from bench.pipeline import make_analyzer, measure, percentiles
+from bench.pipeline import make_analyzer, measure
 from bench.server import ROOT, serve
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

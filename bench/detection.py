@@ -123,7 +123,7 @@ def timings(detectors: dict, images: list[np.ndarray], seconds: float) -> dict[s
 
 def varied(detectors: dict, seconds: float) -> None:
     """Speed and boxes on photos of many sizes (bench.images' varied set)."""
-    from bench.pipeline import percentiles
+    from bench.loadgen import percentiles
     from service.config import Settings
 
     photos = [decode(b, 10**9, Settings().decode_max_side).rgb for b in varied_jpegs()]

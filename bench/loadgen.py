@@ -92,6 +92,13 @@ class Load:
         return self.start().join()
 
 
+def percentiles(ms: list[float], which=(50, 90, 99)) -> dict[str, float]:
+    """``p50_ms``, ``p90_ms``, ``p99_ms`` of ``ms`` (nearest rank): the one definition
+    every benchmark reports, in process and over HTTP alike."""
+    s = sorted(ms)
+    return {f"p{q}_ms": round(s[min(len(s) - 1, -(-q * len(s) // 100) - 1)], 2) for q in which}
+
+
 def summary(calls: list[Call], seconds: float) -> dict:
     """Requests/s, latency percentiles (ms) of the successful calls, errors by kind."""
     ok = sorted(c.seconds * 1000 for c in calls if c.ok)
@@ -100,16 +107,11 @@ def summary(calls: list[Call], seconds: float) -> dict:
         if not c.ok:
             errors[str(c.status)] = errors.get(str(c.status), 0) + 1
 
-    def pct(p: float) -> float:
-        return round(ok[min(len(ok) - 1, int(p / 100 * len(ok)))], 1) if ok else float("nan")
-
+    which = (50, 90, 95, 99)
     return {
         "requests": len(calls),
         "rps": round(len(ok) / seconds, 2) if seconds > 0 else 0.0,
-        "p50_ms": pct(50),
-        "p90_ms": pct(90),
-        "p95_ms": pct(95),
-        "p99_ms": pct(99),
+        **(percentiles(ok, which) if ok else {f"p{q}_ms": float("nan") for q in which}),
         "mean_ms": round(statistics.fmean(ok), 1) if ok else float("nan"),
         "errors": errors,
     }

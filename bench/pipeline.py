@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.images import SETS
+from bench.loadgen import percentiles
 from bench.machine import header
 from bench.server import ROOT, YUNET
 
@@ -102,12 +103,6 @@ def measure(analyzer, bodies: list[bytes], detect: bool, seconds: float) -> dict
         **percentiles(timings["total"]),
         "detect_p50_ms": round(statistics.median(timings["detect"]), 2),
     }
-
-
-def percentiles(ms: list[float], which=(50, 90, 99)) -> dict[str, float]:
-    """``p50_ms``, ``p90_ms``, ``p99_ms`` of ``ms`` (nearest rank)."""
-    s = sorted(ms)
-    return {f"p{q}_ms": round(s[min(len(s) - 1, -(-q * len(s) // 100) - 1)], 2) for q in which}
 
 
 def main() -> None:

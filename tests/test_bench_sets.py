@@ -8,7 +8,7 @@ import io
 from PIL import Image
 
 from bench.images import fixed_jpegs, source_photos, varied_jpegs
-from bench.pipeline import percentiles
+from bench.loadgen import percentiles
 
 
 def test_varied_set_is_sixty_sizes_of_twenty_photos_the_same_every_run():
