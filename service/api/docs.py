@@ -9,6 +9,7 @@ holds Swagger Editor and source maps).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -38,9 +39,11 @@ PAGE = """<!doctype html>
 """
 
 
+@functools.cache
 def assets_dir() -> Path | None:
     """swagger-ui-py's static folder, found without importing the package (it pulls in
-    Jinja templates and framework handlers the service does not use)."""
+    Jinja templates and framework handlers the service does not use); looked up once per
+    process, not on every request."""
     spec = importlib.util.find_spec("swagger_ui")
     if spec is None or not spec.submodule_search_locations:
         return None
