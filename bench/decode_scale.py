@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -82,8 +83,6 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="the first N photos (0: all)")
     ap.add_argument("--data", default=str(SHARED / "data" / "tw-posed"))
     args = ap.parse_args()
-    from pathlib import Path
-
     data = Path(args.data)
     if not (data / "manifest.csv").is_file():
         raise SystemExit(f"{data} has no manifest.csv: this benchmark needs tw-posed")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
+
 README = ROOT / "README.md"
 MAX_README_LINES = 250
 # [text](target) and ![alt](target), the text possibly over several lines, an optional title.
